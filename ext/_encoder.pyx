@@ -1,0 +1,353 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled envelope encoder: the hot path's twin of kafka2sidekiq.encoder_py.
+
+Same API, byte-identical output, same rejections (the differential tests hold it to
+that). One reusable buffer; each payload is written straight into it from the message
+bytes, and the constant parts are written once per batch.
+"""
+
+import os
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcmp, memcpy
+
+from .encoder_py import (MAX_EPOCH_SECONDS, MAX_NAME_BYTES, REASONS, Batch, EncoderOptions,
+                         check_args, check_extra)
+from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
+
+cdef extern from "Python.h":
+    char *PyOS_double_to_string(double val, char format_code, int precision, int flags,
+                                int *ptype) except NULL
+    int Py_DTSF_ADD_DOT_0
+
+cdef extern from "k2s_json.h":
+    int K2S_JSON_OK, K2S_JSON_BAD, K2S_JSON_DEFER, K2S_JSON_RESERVED
+    int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const char *const *keys)
+
+cdef extern from "k2s_wire.h":
+    ctypedef struct k2s_job:
+        const uint8_t *job_class
+        const uint8_t *queue
+        const uint8_t *args
+        const uint8_t *jid
+        const uint8_t *extra
+        const uint8_t *wrapped
+        size_t job_class_len, queue_len, args_len, jid_len, extra_len, wrapped_len
+        double at, created_at
+        int has_at, has_created_at, retry_kind
+        uint64_t retry_value
+    uint64_t K2S_GAMMA
+    int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job)
+    int k2s_constant_path(const uint8_t *s, size_t n)
+    int k2s_queue_name(const uint8_t *s, size_t n)
+    int k2s_jid_valid(const uint8_t *s, size_t n)
+    void k2s_strip(const uint8_t **s, size_t *n)
+    uint64_t k2s_fnv1a64(const uint8_t *s, size_t n)
+    void k2s_jid_at(uint64_t state, char *out)
+    size_t k2s_write_u64(char *out, uint64_t v)
+    size_t k2s_write_i64(char *out, int64_t v)
+    size_t k2s_write_ms_as_seconds(char *out, int64_t ms)
+
+# Reason codes, by their place in the reference's REASONS (the one list of them).
+cdef int R_OK = -1
+cdef int R_TOO_LARGE = REASONS.index("too_large")
+cdef int R_NOT_PROTOBUF = REASONS.index("not_protobuf")
+cdef int R_MISSING_CLASS = REASONS.index("missing_class")
+cdef int R_BAD_CLASS = REASONS.index("bad_class")
+cdef int R_CLASS_NOT_ALLOWED = REASONS.index("class_not_allowed")
+cdef int R_BAD_WRAPPED = REASONS.index("bad_wrapped")
+cdef int R_BAD_QUEUE = REASONS.index("bad_queue")
+cdef int R_QUEUE_NOT_ALLOWED = REASONS.index("queue_not_allowed")
+cdef int R_BAD_ARGS = REASONS.index("bad_args")
+cdef int R_BAD_EXTRA = REASONS.index("bad_extra")
+cdef int R_RESERVED_EXTRA_KEY = REASONS.index("reserved_extra_key")
+cdef int R_BAD_AT = REASONS.index("bad_at")
+cdef int R_BAD_CREATED_AT = REASONS.index("bad_created_at")
+
+cdef size_t NAME_MAX = MAX_NAME_BYTES
+cdef double EPOCH_MAX = MAX_EPOCH_SECONDS
+# Room for everything in a payload that is not copied from the message itself.
+cdef size_t FIXED_ROOM = 512
+
+# Reserved keys as a NULL-terminated C array for the JSON checker.
+_RESERVED = [k.encode() for k in sorted(RESERVED_KEYS)]
+cdef const char **RESERVED_C = <const char **>PyMem_Malloc((len(_RESERVED) + 1) * sizeof(char *))
+for _i, _k in enumerate(_RESERVED):
+    RESERVED_C[_i] = PyBytes_AS_STRING(_k)
+RESERVED_C[len(_RESERVED)] = NULL
+
+
+cdef inline char *put(char *w, const void *s, size_t n) noexcept:
+    memcpy(w, s, n)
+    return w + n
+
+
+cdef inline char *put_lit(char *w, bytes s) noexcept:
+    return put(w, PyBytes_AS_STRING(s), <size_t>PyBytes_GET_SIZE(s))
+
+
+cdef char *put_double(char *w, double value) except NULL:
+    """`value` as Python's repr writes it."""
+    cdef char *text = PyOS_double_to_string(value, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+    cdef size_t n = 0
+    while text[n]:
+        n += 1
+    w = put(w, text, n)
+    PyMem_Free(text)
+    return w
+
+
+cdef char *put_ms_as_seconds(char *w, int64_t ms) except NULL:
+    cdef size_t n = k2s_write_ms_as_seconds(w, ms)
+    if n:
+        return w + n
+    return put_double(w, <double>ms / 1000.0)
+
+
+cdef class Encoder:
+    """Turns batches of Kafka messages into Sidekiq payloads grouped by queue."""
+
+    cdef readonly object options
+    cdef char *buf
+    cdef size_t cap
+    cdef uint64_t state
+    cdef object class_allow, queue_allow
+    cdef bytes default_queue
+    cdef bint ms, jid_origin, add_origin
+    cdef size_t max_message_bytes
+
+    def __cinit__(self):
+        self.buf = NULL
+
+    def __init__(self, options: EncoderOptions, seed=None):
+        self.options = options
+        self.ms = options.timestamps == TIMESTAMPS_MS
+        self.jid_origin = options.jid == "origin"
+        self.add_origin = options.add_origin
+        self.max_message_bytes = options.max_message_bytes
+        self.default_queue = options.default_queue.encode()
+        self.class_allow = (None if options.class_allow is None
+                            else frozenset(c.encode() for c in options.class_allow))
+        self.queue_allow = (None if options.queue_allow is None
+                            else frozenset(q.encode() for q in options.queue_allow))
+        self.grow(4096)
+        if seed is None:
+            self._reseed()
+            os.register_at_fork(after_in_child=self._reseed)
+        else:
+            self.state = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
+
+    def __dealloc__(self):
+        PyMem_Free(self.buf)
+
+    def _reseed(self):
+        self.state = int.from_bytes(os.urandom(8), "little")
+
+    cdef int grow(self, size_t need) except -1:
+        if need <= self.cap:
+            return 0
+        cdef char *fresh = <char *>PyMem_Realloc(self.buf, need)
+        if fresh == NULL:
+            raise MemoryError()
+        self.buf, self.cap = fresh, need
+        return 0
+
+    def encode_batch(self, str topic, messages, int64_t now_ms):
+        """Encode ``messages``, a sequence of (value, timestamp_ms, partition, offset).
+
+        ``timestamp_ms`` is the Kafka message timestamp (negative when unavailable);
+        ``now_ms`` is the push time, epoch milliseconds, the same for the whole batch.
+        """
+        batch = Batch()
+        cdef dict queues = batch.queues
+        cdef list scheduled = batch.scheduled, rejects = batch.rejects
+        cdef bytes topic_b = topic.encode()
+        cdef const uint8_t *topic_p = <const uint8_t *>PyBytes_AS_STRING(topic_b)
+        cdef size_t topic_n = <size_t>PyBytes_GET_SIZE(topic_b)
+        cdef double now_s = <double>now_ms / 1000.0
+        cdef char stamp[48]
+        cdef size_t stamp_n
+        # The tail of every immediate job, the same for the whole batch.
+        if self.ms:
+            stamp_n = k2s_write_i64(stamp, now_ms)
+        else:
+            stamp_n = <size_t>(put_ms_as_seconds(stamp, now_ms) - stamp)
+        cdef bytes enqueued_tail = b',"enqueued_at":' + stamp[:stamp_n] + b'}'
+
+        cdef Py_ssize_t index = 0
+        cdef bytes last_queue = None
+        cdef list last_list = None
+        cdef int64_t last_partition = -1
+        cdef uint64_t origin_seed = 0
+        cdef k2s_job job
+        cdef object value
+        cdef int64_t timestamp_ms, partition, offset
+        cdef const uint8_t *data
+        cdef size_t n
+        cdef int reason
+        cdef char *w
+        cdef bint is_scheduled
+        cdef bytes queue_b, payload
+        cdef str queue_s
+
+        for item in messages:
+            value, timestamp_ms, partition, offset = item
+            if value is None:
+                data, n = <const uint8_t *>b"", 0
+            else:
+                data = <const uint8_t *>PyBytes_AS_STRING(value)
+                n = <size_t>PyBytes_GET_SIZE(value)
+            reason = self.check(data, n, &job)
+            if reason != R_OK:
+                rejects.append((index, REASONS[reason]))
+                index += 1
+                continue
+            is_scheduled = job.has_at and job.at > now_s
+            self.grow(n + topic_n + FIXED_ROOM)
+            w = self.buf
+
+            # {"retry":…,"queue":"…"
+            w = put_lit(w, b'{"retry":')
+            if job.retry_kind == 0 or (job.retry_kind == 1 and job.retry_value):
+                w = put_lit(w, b'true')
+            elif job.retry_kind == 1:
+                w = put_lit(w, b'false')
+            else:
+                w += k2s_write_u64(w, job.retry_value)
+            w = put_lit(w, b',"queue":"')
+            w = put(w, job.queue, job.queue_len)
+            w = put_lit(w, b'"')
+            if self.add_origin:
+                w = put_lit(w, b',"k2s_origin":"')
+                w = put(w, topic_p, topic_n)
+                w = put_lit(w, b'/')
+                w += k2s_write_i64(w, partition)
+                w = put_lit(w, b'/')
+                w += k2s_write_i64(w, offset)
+                w = put_lit(w, b'"')
+            if job.extra_len:
+                w = put_lit(w, b',')
+                w = put(w, job.extra, job.extra_len)
+            w = put_lit(w, b',"class":"')
+            w = put(w, job.job_class, job.job_class_len)
+            w = put_lit(w, b'"')
+            if job.wrapped_len:
+                w = put_lit(w, b',"wrapped":"')
+                w = put(w, job.wrapped, job.wrapped_len)
+                w = put_lit(w, b'"')
+            w = put_lit(w, b',"args":')
+            w = put(w, job.args, job.args_len)
+            w = put_lit(w, b',"jid":"')
+            if k2s_jid_valid(job.jid, job.jid_len):
+                w = put(w, job.jid, 24)
+            elif self.jid_origin:
+                if partition != last_partition:
+                    last_partition = partition
+                    key = f"{topic}/{partition}".encode()
+                    origin_seed = k2s_fnv1a64(<const uint8_t *>PyBytes_AS_STRING(key),
+                                              <size_t>PyBytes_GET_SIZE(key))
+                k2s_jid_at(origin_seed + 2 * <uint64_t>offset * K2S_GAMMA, w)
+                w += 24
+            else:
+                k2s_jid_at(self.state, w)
+                self.state += 2 * K2S_GAMMA
+                w += 24
+            w = put_lit(w, b'","created_at":')
+            if job.has_created_at:
+                if self.ms:
+                    w += k2s_write_i64(w, <int64_t>(job.created_at * 1000.0))
+                else:
+                    w = put_double(w, job.created_at)
+            else:
+                if timestamp_ms < 0:
+                    timestamp_ms = now_ms
+                if self.ms:
+                    w += k2s_write_i64(w, timestamp_ms)
+                else:
+                    w = put_ms_as_seconds(w, timestamp_ms)
+
+            if is_scheduled:
+                w = put_lit(w, b'}')
+                payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+                w = put_double(self.buf, job.at)
+                scheduled.append((PyBytes_FromStringAndSize(self.buf, w - self.buf), payload))
+            else:
+                w = put_lit(w, enqueued_tail)
+                payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+                if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
+                        or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
+                    last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
+                    queue_s = last_queue.decode("ascii")
+                    last_list = queues.get(queue_s)
+                    if last_list is None:
+                        last_list = queues[queue_s] = []
+                last_list.append(payload)
+            index += 1
+        return batch
+
+    cdef int check(self, const uint8_t *data, size_t n, k2s_job *job) except -2:
+        """Parse and validate one message: R_OK, or the reason to reject it. On R_OK,
+        job.queue, job.args and job.extra are ready to copy (defaults and trimming done)."""
+        cdef int verdict
+        if n > self.max_message_bytes:
+            return R_TOO_LARGE
+        if k2s_parse_job(data, n, job) < 0:
+            return R_NOT_PROTOBUF
+
+        if job.job_class_len == 0:
+            return R_MISSING_CLASS
+        if job.job_class_len > NAME_MAX or not k2s_constant_path(job.job_class, job.job_class_len):
+            return R_BAD_CLASS
+        if self.class_allow is not None and PyBytes_FromStringAndSize(
+                <const char *>job.job_class, job.job_class_len) not in self.class_allow:
+            return R_CLASS_NOT_ALLOWED
+
+        if job.wrapped_len:
+            if job.wrapped_len > NAME_MAX or not k2s_constant_path(job.wrapped, job.wrapped_len):
+                return R_BAD_WRAPPED
+            if self.class_allow is not None and PyBytes_FromStringAndSize(
+                    <const char *>job.wrapped, job.wrapped_len) not in self.class_allow:
+                return R_CLASS_NOT_ALLOWED
+
+        if job.queue_len == 0:
+            job.queue = <const uint8_t *>PyBytes_AS_STRING(self.default_queue)
+            job.queue_len = <size_t>PyBytes_GET_SIZE(self.default_queue)
+        if job.queue_len > NAME_MAX or not k2s_queue_name(job.queue, job.queue_len):
+            return R_BAD_QUEUE
+        if self.queue_allow is not None and PyBytes_FromStringAndSize(
+                <const char *>job.queue, job.queue_len) not in self.queue_allow:
+            return R_QUEUE_NOT_ALLOWED
+
+        k2s_strip(&job.args, &job.args_len)
+        if job.args_len == 0:
+            job.args, job.args_len = <const uint8_t *>b"[]", 2
+        verdict = k2s_json_check(job.args, job.args_len, b'[', NULL)
+        if verdict == K2S_JSON_DEFER:
+            verdict = K2S_JSON_OK if check_args(
+                PyBytes_FromStringAndSize(<const char *>job.args, job.args_len)) is None else K2S_JSON_BAD
+        if verdict != K2S_JSON_OK:
+            return R_BAD_ARGS
+
+        k2s_strip(&job.extra, &job.extra_len)
+        if job.extra_len:
+            verdict = k2s_json_check(job.extra, job.extra_len, b'{', RESERVED_C)
+            if verdict == K2S_JSON_DEFER:
+                slow = check_extra(PyBytes_FromStringAndSize(<const char *>job.extra, job.extra_len))
+                verdict = (K2S_JSON_OK if slow is None else
+                           K2S_JSON_RESERVED if slow == "reserved_extra_key" else K2S_JSON_BAD)
+            if verdict == K2S_JSON_BAD:
+                return R_BAD_EXTRA
+            if verdict == K2S_JSON_RESERVED:
+                return R_RESERVED_EXTRA_KEY
+            job.extra += 1  # the members only: they are spliced into the payload
+            job.extra_len -= 2
+            k2s_strip(&job.extra, &job.extra_len)
+
+        if job.has_at and not (isfinite(job.at) and job.at <= EPOCH_MAX):
+            return R_BAD_AT
+        if job.has_created_at and not (isfinite(job.created_at) and 0 <= job.created_at <= EPOCH_MAX):
+            return R_BAD_CREATED_AT
+        return R_OK

@@ -1,0 +1,183 @@
+/* The Job message's wire format and the small formatters of the envelope encoder.
+ * Rules (the reference's, encoder_py.parse_job): wire types 0, 1, 2, 5 only; a tag
+ * below 2**32 with a field number above 0; varints of at most 10 bytes and 64 bits;
+ * a known field with the wrong wire type is malformed; unknown fields are skipped;
+ * the last occurrence of a field wins. */
+#ifndef K2S_WIRE_H
+#define K2S_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const uint8_t *job_class, *queue, *args, *jid, *extra, *wrapped;
+    size_t job_class_len, queue_len, args_len, jid_len, extra_len, wrapped_len;
+    double at, created_at;
+    int has_at, has_created_at;
+    int retry_kind;          /* 0: unset (true), 1: bool, 2: count */
+    uint64_t retry_value;
+} k2s_job;
+
+static inline int k2s_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out) {
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (p >= end) return -1;
+        uint8_t b = *p++;
+        if (i == 9 && b > 1) return -1;
+        v |= (uint64_t)(b & 0x7F) << (7 * i);
+        if (b < 0x80) { *pp = p; *out = v; return 0; }
+    }
+    return -1;
+}
+
+static inline double k2s_le_double(const uint8_t *p) {
+    uint64_t bits = 0;
+    double d;
+    for (int i = 7; i >= 0; i--) bits = (bits << 8) | p[i];
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* 0 when buf[0:n] is a well-formed Job message; its fields in *job. */
+static int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job) {
+    const uint8_t *p = buf, *end = buf + n;
+    memset(job, 0, sizeof *job);
+    while (p < end) {
+        uint64_t tag, v = 0, len;
+        const uint8_t *data = NULL;
+        if (k2s_varint(&p, end, &tag) < 0 || (tag >> 32) || (tag >> 3) == 0) return -1;
+        unsigned wire = (unsigned)(tag & 7), number = (unsigned)(tag >> 3);
+        switch (wire) {
+        case 0:
+            if (k2s_varint(&p, end, &v) < 0) return -1;
+            break;
+        case 1:
+            if (end - p < 8) return -1;
+            data = p; p += 8;
+            break;
+        case 2:
+            if (k2s_varint(&p, end, &len) < 0 || len > (uint64_t)(end - p)) return -1;
+            data = p; v = len; p += len;
+            break;
+        case 5:
+            if (end - p < 4) return -1;
+            p += 4;
+            break;
+        default:
+            return -1;
+        }
+        if (number > 10) continue;
+        static const unsigned char expected[11] = {9, 2, 2, 2, 1, 2, 0, 0, 1, 2, 2};
+        if (wire != expected[number]) return -1;
+        switch (number) {
+        case 1: job->job_class = data; job->job_class_len = (size_t)v; break;
+        case 2: job->queue = data; job->queue_len = (size_t)v; break;
+        case 3: job->args = data; job->args_len = (size_t)v; break;
+        case 4: job->at = k2s_le_double(data); job->has_at = 1; break;
+        case 5: job->jid = data; job->jid_len = (size_t)v; break;
+        case 6: job->retry_kind = 1; job->retry_value = v != 0; break;
+        case 7: job->retry_kind = 2; job->retry_value = v & 0xFFFFFFFFu; break;
+        case 8: job->created_at = k2s_le_double(data); job->has_created_at = 1; break;
+        case 9: job->extra = data; job->extra_len = (size_t)v; break;
+        case 10: job->wrapped = data; job->wrapped_len = (size_t)v; break;
+        }
+    }
+    return 0;
+}
+
+/* A Ruby constant path: [A-Z][A-Za-z0-9_]* joined by "::". */
+static int k2s_constant_path(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    for (;;) {
+        if (i >= n || s[i] < 'A' || s[i] > 'Z') return 0;
+        i++;
+        while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                         (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            i++;
+        if (i == n) return 1;
+        if (n - i < 2 || s[i] != ':' || s[i + 1] != ':') return 0;
+        i += 2;
+    }
+}
+
+/* Printable ASCII without space, '"', ',' and '\'. */
+static int k2s_queue_name(const uint8_t *s, size_t n) {
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7E || s[i] == '"' || s[i] == ',' || s[i] == '\\') return 0;
+    return 1;
+}
+
+static int k2s_jid_valid(const uint8_t *s, size_t n) {
+    if (n != 24) return 0;
+    for (size_t i = 0; i < 24; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+static inline int k2s_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static void k2s_strip(const uint8_t **s, size_t *n) {
+    while (*n && k2s_space((*s)[0])) { (*s)++; (*n)--; }
+    while (*n && k2s_space((*s)[*n - 1])) (*n)--;
+}
+
+/* --- splitmix64: the jid stream (encoder_py.mix64 / jid_from) --- */
+
+#define K2S_GAMMA 0x9E3779B97F4A7C15ULL
+
+static inline uint64_t k2s_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t k2s_fnv1a64(const uint8_t *s, size_t n) {
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+static const char k2s_hexdigits[] = "0123456789abcdef";
+
+/* 24 lowercase hex digits at out: 64 bits of one output, the top 32 of the next. */
+static inline void k2s_jid_at(uint64_t state, char *out) {
+    uint64_t hi = k2s_mix64(state + K2S_GAMMA), lo = k2s_mix64(state + 2 * K2S_GAMMA) >> 32;
+    for (int i = 15; i >= 0; i--) { out[i] = k2s_hexdigits[hi & 15]; hi >>= 4; }
+    for (int i = 23; i >= 16; i--) { out[i] = k2s_hexdigits[lo & 15]; lo >>= 4; }
+}
+
+/* --- numbers --- */
+
+static inline size_t k2s_write_u64(char *out, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static inline size_t k2s_write_i64(char *out, int64_t v) {
+    if (v < 0) { out[0] = '-'; return 1 + k2s_write_u64(out + 1, (uint64_t)0 - (uint64_t)v); }
+    return k2s_write_u64(out, (uint64_t)v);
+}
+
+/* Milliseconds as float seconds, as repr(ms / 1000) writes them: for 0 <= ms < 2**43
+ * the double nearest ms/1000 has a shortest repr of the integer seconds, a dot and the
+ * millisecond digits without trailing zeros ("0" when none). Returns 0 outside that
+ * range: the caller then formats the double itself. */
+static inline size_t k2s_write_ms_as_seconds(char *out, int64_t ms) {
+    if (ms < 0 || ms >= (1LL << 43)) return 0;
+    size_t n = k2s_write_u64(out, (uint64_t)(ms / 1000));
+    int frac = (int)(ms % 1000);
+    out[n++] = '.';
+    if (frac == 0) { out[n++] = '0'; return n; }
+    char d[3] = {(char)('0' + frac / 100), (char)('0' + frac / 10 % 10), (char)('0' + frac % 10)};
+    int keep = d[2] != '0' ? 3 : d[1] != '0' ? 2 : 1;
+    memcpy(out + n, d, (size_t)keep);
+    return n + (size_t)keep;
+}
+
+#endif

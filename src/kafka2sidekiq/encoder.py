@@ -1,0 +1,36 @@
+"""Which envelope encoder runs: ``auto`` (the compiled one when built, else the
+reference), ``fast`` (the compiled one, or an error) or ``python`` (the reference)."""
+
+from __future__ import annotations
+
+from . import encoder_py
+from .encoder_py import REASONS, Batch, EncoderOptions  # noqa: F401  (the public API)
+
+try:
+    from . import _encoder
+except ImportError as exc:  # built with K2S_NO_EXTENSIONS, or not built at all
+    _encoder = None
+    _missing = exc
+
+CHOICES = ("auto", "fast", "python")
+
+
+class EncoderUnavailable(RuntimeError):
+    pass
+
+
+def select(choice: str = "auto"):
+    """The encoder module for ``choice``; both have ``Encoder(options, seed=None)``."""
+    if choice not in CHOICES:
+        raise ValueError(f"encoder must be one of {', '.join(CHOICES)}, not {choice!r}")
+    if choice == "python" or (choice == "auto" and _encoder is None):
+        return encoder_py
+    if _encoder is None:
+        raise EncoderUnavailable(
+            f"the compiled encoder is not built ({_missing}); reinstall without "
+            f"K2S_NO_EXTENSIONS, or set K2S_ENCODER=python")
+    return _encoder
+
+
+def describe(module) -> str:
+    return "compiled (Cython)" if module is _encoder and module is not None else "pure Python"

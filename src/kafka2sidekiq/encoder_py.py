@@ -1,0 +1,365 @@
+"""Reference envelope encoder: Kafka job messages in, Sidekiq job JSON out.
+
+This module is the specification of record. The compiled encoder (``_encoder``) must
+produce byte-identical output and the same rejections for every input; the differential
+tests hold it to that. Keep this one readable: speed lives in the other.
+
+A message value is a ``kafka2sidekiq.v1.Job`` (proto/kafka2sidekiq/v1/job.proto). It is
+read here with a small wire-format reader rather than the protobuf library so that the
+rules for malformed input are ours, explicit, and the same in both twins:
+
+* wire types 0 (varint), 1 (64-bit), 2 (length-delimited) and 5 (32-bit) are read;
+  groups (3, 4) and the unused types 6, 7 are malformed;
+* a tag is a varint below 2**32 with a field number above 0; a varint has at most
+  10 bytes and 64 bits;
+* a known field with the wrong wire type is malformed; unknown fields are skipped;
+* for a field that appears more than once the last one wins (for ``retry`` and
+  ``retry_count``, which share a oneof, the last of either).
+
+The payload keys come in the order Rails writes them (shared/sidekiq-format.md, §9):
+retry, queue, [k2s_origin], [extra keys], class, [wrapped], args, jid, created_at,
+[enqueued_at]. A job whose ``at`` is in the future goes to the schedule set without
+``at`` and ``enqueued_at``, as Sidekiq's client does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+
+import msgspec
+
+from .sidekiq import RESERVED_KEYS, TIMESTAMPS_FLOAT, TIMESTAMPS_MS
+
+# Rejection reasons: stable codes, written to the dead-letter topic and metrics.
+# The compiled encoder returns indexes into this tuple; never reorder, only append.
+REASONS = (
+    "too_large",           # the value is larger than max_message_bytes
+    "not_protobuf",        # not a well-formed Job message
+    "missing_class",       # job_class is empty
+    "bad_class",           # job_class is not a Ruby constant path
+    "class_not_allowed",   # job_class (or wrapped) is not on the class allow-list
+    "bad_wrapped",         # wrapped is not a Ruby constant path
+    "bad_queue",           # queue has a character outside the allowed set, or is too long
+    "queue_not_allowed",   # queue is not on the queue allow-list
+    "bad_args",            # args_json is not a UTF-8 JSON array
+    "bad_extra",           # extra_json is not a UTF-8 JSON object
+    "reserved_extra_key",  # extra_json repeats a key the bridge writes itself
+    "bad_at",              # at is not finite, or beyond MAX_EPOCH_SECONDS
+    "bad_created_at",      # created_at is not finite, negative or beyond MAX_EPOCH_SECONDS
+)
+
+MAX_NAME_BYTES = 255            # job_class, wrapped and queue
+MAX_JSON_DEPTH = 64             # nesting of args_json and extra_json
+MAX_EPOCH_SECONDS = 1e10        # 2286-11-20: larger is almost surely milliseconds
+JSON_SPACE = b" \t\r\n"
+
+_CONSTANT_PATH = re.compile(rb"[A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*\Z")
+# Printable ASCII without space, '"', ',' (Sidekiq's "name,weight") and '\': a queue
+# name never needs JSON escaping.
+_QUEUE = re.compile(rb"[!#-+\--\[\]-~]+\Z")
+_JID = re.compile(rb"[0-9a-f]{24}\Z")
+
+# Wire format: field number -> (name, wire type).
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_FIELDS = {
+    1: ("job_class", _LEN), 2: ("queue", _LEN), 3: ("args_json", _LEN),
+    4: ("at", _I64), 5: ("jid", _LEN), 6: ("retry", _VARINT), 7: ("retry_count", _VARINT),
+    8: ("created_at", _I64), 9: ("extra_json", _LEN), 10: ("wrapped", _LEN),
+}
+_MASK64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    timestamps: str = TIMESTAMPS_FLOAT       # "float" (Sidekiq 6/7/8) or "ms" (8 only)
+    default_queue: str = "default"
+    class_allow: frozenset[str] | None = None  # None: any class
+    queue_allow: frozenset[str] | None = None  # None: any queue
+    max_message_bytes: int = 1 << 20
+    jid: str = "random"                       # "random", or "origin": from topic/partition/offset
+    add_origin: bool = False                  # add "k2s_origin":"<topic>/<partition>/<offset>"
+
+    def __post_init__(self) -> None:
+        if self.timestamps not in (TIMESTAMPS_FLOAT, TIMESTAMPS_MS):
+            raise ValueError(f"timestamps must be 'float' or 'ms', not {self.timestamps!r}")
+        if self.jid not in ("random", "origin"):
+            raise ValueError(f"jid must be 'random' or 'origin', not {self.jid!r}")
+        q = self.default_queue.encode()
+        if not _QUEUE.match(q) or len(q) > MAX_NAME_BYTES:
+            raise ValueError(f"default queue {self.default_queue!r} is not a valid queue name")
+        if self.max_message_bytes < 1:
+            raise ValueError("max_message_bytes must be positive")
+
+
+@dataclass
+class Batch:
+    """What one call makes of a batch of messages."""
+    queues: dict[str, list[bytes]] = field(default_factory=dict)  # queue -> payloads, in order
+    scheduled: list[tuple[bytes, bytes]] = field(default_factory=list)  # (score, payload)
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+
+
+class Malformed(Exception):
+    pass
+
+
+class Reject(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+# --- random numbers: splitmix64, the same stream in both twins ----------------------
+
+
+def mix64(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & _MASK64
+    return h
+
+
+def jid_from(state: int) -> str:
+    """The jid at splitmix64 position ``state``: 96 bits from two outputs."""
+    hi = mix64((state + _GAMMA) & _MASK64)
+    lo = mix64((state + 2 * _GAMMA) & _MASK64)
+    return f"{hi:016x}{lo >> 32:08x}"
+
+
+def origin_seed(topic: str, partition: int) -> int:
+    return fnv1a64(f"{topic}/{partition}".encode())
+
+
+# --- wire format -------------------------------------------------------------------------
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    for i in range(10):
+        if pos >= len(buf):
+            raise Malformed
+        b = buf[pos]
+        pos += 1
+        if i == 9 and b > 1:
+            raise Malformed  # more than 64 bits
+        result |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            return result, pos
+    raise Malformed
+
+
+def parse_job(buf: bytes) -> dict:
+    """The fields of a Job message present in ``buf`` (raw bytes, ints, floats)."""
+    job: dict = {}
+    pos, end = 0, len(buf)
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or tag >> 32:
+            raise Malformed
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos)
+        elif wire == _I64:
+            if end - pos < 8:
+                raise Malformed
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == _LEN:
+            length, pos = _varint(buf, pos)
+            if length > end - pos:
+                raise Malformed
+            value, pos = buf[pos:pos + length], pos + length
+        elif wire == _I32:
+            if end - pos < 4:
+                raise Malformed
+            value, pos = None, pos + 4
+        else:
+            raise Malformed  # groups and the unused wire types
+        known = _FIELDS.get(number)
+        if known is None:
+            continue
+        name, expected = known
+        if wire != expected:
+            raise Malformed
+        if name == "retry":
+            job["retry"] = b"true" if value else b"false"
+        elif name == "retry_count":
+            job["retry"] = str(value & 0xFFFFFFFF).encode()
+        elif wire == _I64:
+            job[name] = struct.unpack("<d", value)[0]
+        else:
+            job[name] = value
+    return job
+
+
+# --- JSON checks (shared with the compiled twin, which calls them for hard cases) ------
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _decode(raw: bytes, kind: type) -> object | None:
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not isinstance(value, kind) or _depth(value) > MAX_JSON_DEPTH:
+        return None
+    return value
+
+
+def check_args(raw: bytes) -> str | None:
+    """None when ``raw`` is a UTF-8 JSON array nested at most MAX_JSON_DEPTH deep."""
+    return None if _decode(raw, list) is not None else "bad_args"
+
+
+def check_extra(raw: bytes) -> str | None:
+    """None when ``raw`` is a UTF-8 JSON object without a reserved key."""
+    value = _decode(raw, dict)
+    if value is None:
+        return "bad_extra"
+    if not RESERVED_KEYS.isdisjoint(value):
+        return "reserved_extra_key"
+    return None
+
+
+# --- the encoder -------------------------------------------------------------------------
+
+
+def format_seconds_ms(ms: int) -> bytes:
+    """Epoch milliseconds as float seconds, exactly as Python's repr writes them."""
+    return repr(ms / 1000).encode()
+
+
+class Encoder:
+    """Turns batches of Kafka messages into Sidekiq payloads grouped by queue."""
+
+    def __init__(self, options: EncoderOptions, seed: int | None = None) -> None:
+        self.options = options
+        self._state = int.from_bytes(os.urandom(8), "little") if seed is None else seed & _MASK64
+        self._class_allow = (None if options.class_allow is None
+                             else {c.encode() for c in options.class_allow})
+        self._queue_allow = (None if options.queue_allow is None
+                             else {q.encode() for q in options.queue_allow})
+        if seed is None:  # a forked child must not repeat its parent's jids
+            os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._state = int.from_bytes(os.urandom(8), "little")
+
+    def _next_jid(self) -> bytes:
+        jid = jid_from(self._state)
+        self._state = (self._state + 2 * _GAMMA) & _MASK64
+        return jid.encode()
+
+    def encode_batch(self, topic: str, messages, now_ms: int) -> Batch:
+        """Encode ``messages``, a sequence of (value, timestamp_ms, partition, offset).
+
+        ``timestamp_ms`` is the Kafka message timestamp (negative when unavailable);
+        ``now_ms`` is the push time, epoch milliseconds, the same for the whole batch.
+        """
+        batch = Batch()
+        for index, (value, timestamp_ms, partition, offset) in enumerate(messages):
+            try:
+                queue, score, payload = self.encode_one(
+                    topic, value or b"", timestamp_ms, partition, offset, now_ms)
+            except Reject as reject:
+                batch.rejects.append((index, reject.reason))
+                continue
+            if score is not None:
+                batch.scheduled.append((score, payload))
+            else:
+                batch.queues.setdefault(queue, []).append(payload)
+        return batch
+
+    def encode_one(self, topic, value, timestamp_ms, partition, offset, now_ms):
+        """(queue, schedule score or None, payload) for one message, or raise Reject."""
+        opts = self.options
+        if len(value) > opts.max_message_bytes:
+            raise Reject("too_large")
+        try:
+            job = parse_job(value)
+        except Malformed:
+            raise Reject("not_protobuf") from None
+
+        klass = job.get("job_class", b"")
+        if not klass:
+            raise Reject("missing_class")
+        if len(klass) > MAX_NAME_BYTES or not _CONSTANT_PATH.match(klass):
+            raise Reject("bad_class")
+        if self._class_allow is not None and klass not in self._class_allow:
+            raise Reject("class_not_allowed")
+
+        wrapped = job.get("wrapped", b"")
+        if wrapped:
+            if len(wrapped) > MAX_NAME_BYTES or not _CONSTANT_PATH.match(wrapped):
+                raise Reject("bad_wrapped")
+            if self._class_allow is not None and wrapped not in self._class_allow:
+                raise Reject("class_not_allowed")
+
+        queue = job.get("queue", b"") or opts.default_queue.encode()
+        if len(queue) > MAX_NAME_BYTES or not _QUEUE.match(queue):
+            raise Reject("bad_queue")
+        if self._queue_allow is not None and queue not in self._queue_allow:
+            raise Reject("queue_not_allowed")
+
+        args = job.get("args_json", b"").strip(JSON_SPACE) or b"[]"
+        if (reason := check_args(args)) is not None:
+            raise Reject(reason)
+
+        extra = job.get("extra_json", b"").strip(JSON_SPACE)
+        if extra:
+            if (reason := check_extra(extra)) is not None:
+                raise Reject(reason)
+            extra = extra[1:-1].strip(JSON_SPACE)  # the members, spliced in below
+
+        at = job.get("at")
+        if at is not None and not (math.isfinite(at) and at <= MAX_EPOCH_SECONDS):
+            raise Reject("bad_at")
+        created = job.get("created_at")
+        if created is not None and not (math.isfinite(created) and 0 <= created <= MAX_EPOCH_SECONDS):
+            raise Reject("bad_created_at")
+
+        scheduled = at is not None and at > now_ms / 1000
+        jid = job.get("jid", b"")
+        if not _JID.match(jid):
+            jid = (jid_from(origin_seed(topic, partition) + 2 * offset * _GAMMA).encode()
+                   if opts.jid == "origin" else self._next_jid())
+
+        ms = opts.timestamps == TIMESTAMPS_MS
+        if created is not None:
+            created_at = str(int(created * 1000.0)).encode() if ms else repr(created).encode()
+        else:
+            source_ms = timestamp_ms if timestamp_ms >= 0 else now_ms
+            created_at = str(source_ms).encode() if ms else format_seconds_ms(source_ms)
+
+        out = [b'{"retry":', job.get("retry", b"true"), b',"queue":"', queue, b'"']
+        if opts.add_origin:
+            out += [b',"k2s_origin":"', f"{topic}/{partition}/{offset}".encode(), b'"']
+        if extra:
+            out += [b",", extra]
+        out += [b',"class":"', klass, b'"']
+        if wrapped:
+            out += [b',"wrapped":"', wrapped, b'"']
+        out += [b',"args":', args, b',"jid":"', jid, b'","created_at":', created_at]
+        if not scheduled:
+            enqueued_at = str(now_ms).encode() if ms else format_seconds_ms(now_ms)
+            out += [b',"enqueued_at":', enqueued_at]
+        out.append(b"}")
+        return queue.decode(), repr(at).encode() if scheduled else None, b"".join(out)
