@@ -217,7 +217,7 @@ def _depth(value: object) -> int:
 def _decode(raw: bytes, kind: type) -> object | None:
     try:
         value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(value, kind) or _depth(value) > MAX_JSON_DEPTH:
         return None

@@ -1,0 +1,192 @@
+"""Settings: each declared once (name, type, default, environment variable, help).
+
+Built once, in the process that starts the bridge, from defaults < environment
+(``K2S_<NAME>``) < command-line flags, validated, frozen and passed explicitly to every
+role. Nothing else in the package reads ``os.environ``.
+
+``K2S_KAFKA_<librdkafka.key>`` passes any librdkafka setting through, with dots written
+as underscores: ``K2S_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+from .sidekiq import TIMESTAMPS_FLOAT, TIMESTAMPS_MS
+
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the configuration is wrong
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the variable, the value and what fits."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _byte_size(raw: str) -> int:
+    """'512mb', '1gb', '65536' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", raw.lower())
+    if not m:
+        raise ValueError
+    return int(m.group(1)) * {None: 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}[m.group(2)]
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError
+        return raw
+    parse.expected = " or ".join(options)  # type: ignore[attr-defined]
+    return parse
+
+
+def _name_list(raw: str) -> frozenset[str] | None:
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    return names or None
+
+
+def _flag(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+_EXPECTED = {
+    _positive_int: "a whole number above 0",
+    _byte_size: "a size such as 65536, 512kb, 64mb or 1gb",
+    _name_list: "a comma-separated list of names",
+    _flag: "true or false",
+    str: "text",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "K2S_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def expected(self) -> str:
+        return getattr(self.parse, "expected", None) or _EXPECTED[self.parse]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bootstrap_servers", str, "127.0.0.1:9092", "Kafka brokers, host:port[,host:port]"),
+    Setting("topic", str, "sidekiq_out", "Kafka topic of Job messages"),
+    Setting("group_id", str, "kafka2sidekiq", "Kafka consumer group; also names the offset ledger"),
+    Setting("dlq_topic", str, "", "dead-letter topic for rejected messages (empty: <topic>.dlq)"),
+    Setting("redis_url", str, "redis://127.0.0.1:6379/0",
+            "Redis of the Sidekiq app: redis:// or rediss://, user:password@ for ACL users"),
+    Setting("redis_namespace", str, "", "key prefix of a namespaced Sidekiq 6 install (empty: none)"),
+    Setting("batch_size", _positive_int, "1000", "most messages consumed and pushed at once"),
+    Setting("batch_wait_ms", _positive_int, "20", "longest wait to fill a batch, milliseconds"),
+    Setting("workers", _positive_int, str(os.cpu_count() or 1), "worker processes on this host"),
+    Setting("timestamps", _choice(TIMESTAMPS_FLOAT, TIMESTAMPS_MS), TIMESTAMPS_FLOAT,
+            "created_at/enqueued_at: float seconds (Sidekiq 6, 7, 8) or ms (8 only)"),
+    Setting("encoder", _choice("auto", "fast", "python"), "auto",
+            "envelope encoder: auto, fast (compiled, or fail) or python"),
+    Setting("default_queue", str, "default", "queue of jobs that name none"),
+    Setting("class_allow", _name_list, "", "job classes allowed (empty: any); ActiveJob: wrapper and job"),
+    Setting("queue_allow", _name_list, "", "queues allowed (empty: any)"),
+    Setting("max_message_bytes", _byte_size, "1mb", "larger messages go to the dead-letter topic"),
+    Setting("jid", _choice("random", "origin"), "random",
+            "jid of jobs that bring none: random, or origin (from topic/partition/offset)"),
+    Setting("add_origin", _flag, "false", "add k2s_origin (topic/partition/offset) to each job"),
+    Setting("queued_max_kbytes", _positive_int, "16384",
+            "librdkafka prefetch bound per worker, KiB (queued.max.messages.kbytes)"),
+    Setting("retry_max_seconds", _positive_int, "10", "longest back-off between Redis retries"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+KAFKA_PASSTHROUGH = "K2S_KAFKA_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str
+    topic: str
+    group_id: str
+    dlq_topic: str
+    redis_url: str
+    redis_namespace: str
+    batch_size: int
+    batch_wait_ms: int
+    workers: int
+    timestamps: str
+    encoder: str
+    default_queue: str
+    class_allow: frozenset[str] | None
+    queue_allow: frozenset[str] | None
+    max_message_bytes: int
+    jid: str
+    add_origin: bool
+    queued_max_kbytes: int
+    retry_max_seconds: int
+    kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+    def encoder_options(self):
+        from .encoder_py import EncoderOptions
+        return EncoderOptions(
+            timestamps=self.timestamps, default_queue=self.default_queue,
+            class_allow=self.class_allow, queue_allow=self.queue_allow,
+            max_message_bytes=self.max_message_bytes, jid=self.jid, add_origin=self.add_origin)
+
+    def replace(self, **changes: Any) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults < env < flags (raw strings by setting name)."""
+    env = os.environ if env is None else env
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.name in flags and flags[s.name] is not None:
+            raw, source = flags[s.name], s.flag
+        elif s.env in env:
+            raw, source = env[s.env], s.env
+        else:
+            raw, source = s.default, f"the default of {s.env}"
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError:
+            raise ConfigError(f"{source}={raw!r} is not valid: expected {s.expected}") from None
+    values["kafka"] = {k[len(KAFKA_PASSTHROUGH):].lower().replace("_", "."): v
+                       for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH)}
+    settings = Settings(**values)
+    try:
+        settings.encoder_options()
+    except ValueError as exc:
+        raise ConfigError(f"K2S_DEFAULT_QUEUE={settings.default_queue!r} is not valid: {exc}") from None
+    return settings
+
+
+def setting(name: str) -> Setting:
+    return _BY_NAME[name]

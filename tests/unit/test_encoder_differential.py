@@ -1,0 +1,261 @@
+"""Differential: the compiled encoder equals the reference byte for byte, rejection for
+rejection, on generated batches (valid jobs, near-valid jobs, arbitrary and truncated
+bytes), seeded by K2S_TEST_SEED: 300 shrinkable hypothesis batches of 20 messages, and
+120 bulk batches of 1,000 messages built by a cheap generator from a Random whose seed
+hypothesis draws (120,000 cases; hypothesis's own generation is too slow for that many)."""
+
+import json
+import random
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from kafka2sidekiq import encoder, encoder_py
+from conftest import SEED
+
+pytestmark = pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+
+BATCH = 20
+EXAMPLES = 300
+BULK_BATCH = 1000
+BULK_EXAMPLES = 120
+
+# --- wire format, written by hand so that duplicates, wrong types and junk are possible
+
+
+def varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field_len(number: int, data: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def field_varint(number: int, value: int) -> bytes:
+    return varint(number << 3) + varint(value)
+
+
+def field_double(number: int, value: float) -> bytes:
+    return varint(number << 3 | 1) + struct.pack("<d", value)
+
+
+# --- JSON: valid documents, exotic literals, and mutations of them
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+EXOTIC = [b"1e400", b"-1e400", b"1E+2", b"0.5e-3", b"-0", b"01", b"1.", b".5", b"-", b"1e", b"2e-400",
+          b"123456789012345678901234567890", b"1" * 400 + b".5", b'"\\ud800"', b'"\\ud83d\\ude00"',
+          b'"\\udc00"', b'"\\ud800\\u0041"', b'"\xed\xa0\x80"', b'"\xc0\x80"', b'"\xf4\x90\x80\x80"',
+          b'"\x01"', b'"\x7f"', b'"\\x"', b'"\\u00e9"', b"tru", b"nul", b"NaN", b"Infinity",
+          b'"\xe2\x82"', "\"é😀\"".encode(), b'"\\/"', b"[" * 64 + b"]" * 64, b"[" * 65 + b"]" * 65]
+
+
+@st.composite
+def json_text(draw, top: str) -> bytes:
+    kind = draw(st.integers(0, 9))
+    if kind <= 4:  # a valid document of the right top-level type
+        value = draw(st.lists(json_values, max_size=4) if top == "[" else
+                     st.dictionaries(st.text(max_size=8) | st.sampled_from(sorted(encoder_py.RESERVED_KEYS)),
+                                     json_values, max_size=4))
+        text = json.dumps(value, ensure_ascii=draw(st.booleans()),
+                          separators=draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
+    elif kind <= 6:  # exotic members
+        members = draw(st.lists(st.sampled_from(EXOTIC), min_size=1, max_size=3))
+        if top == "[":
+            text = b"[" + b",".join(members) + b"]"
+        else:
+            keys = draw(st.lists(st.sampled_from([b'"a"', b'"tags"', b'"cl\\u0061ss"', b'"queue"', b'"\xff"']),
+                                 min_size=len(members), max_size=len(members)))
+            text = b"{" + b",".join(k + b":" + m for k, m in zip(keys, members)) + b"}"
+    elif kind == 7:
+        text = draw(st.binary(max_size=12))
+    else:
+        text = json.dumps(draw(json_values)).encode()
+    if draw(st.integers(0, 4)) == 0 and text:  # mutate one byte, or cut the text short
+        i = draw(st.integers(0, len(text) - 1))
+        text = (text[:i] + bytes([draw(st.integers(0, 255))]) + text[i + 1:]
+                if draw(st.booleans()) else text[:i])
+    return draw(st.sampled_from([b"", b" ", b"\n\t"])) + text + draw(st.sampled_from([b"", b" \r\n"]))
+
+
+names = st.sampled_from(["HardJob", "A::B", "Billing::ChargeJob", "", "hard", "A::", "A b", "Ä", "A" * 256,
+                         "Sidekiq::ActiveJob::Wrapper", "SendInvoiceJob"])
+queues = st.sampled_from(["", "default", "critical", "a,b", "a b", "q\x00", 'q"', "é", "x" * 256, "low"])
+timestamps = st.sampled_from([0.0, 1.5, 1700000000.25, 1e10, 1e10 + 1, -1.0, float("nan"), float("inf"),
+                              1700000000123.0, 5e-324, 1e300]) | st.floats(0, 2e10)
+
+
+@st.composite
+def job_value(draw) -> bytes:
+    fields = []
+    for _ in range(draw(st.integers(0, 9))):
+        number = draw(st.integers(1, 12))
+        if number in (1, 10):
+            data = draw(names).encode()
+        elif number == 2:
+            data = draw(queues).encode()
+        elif number == 3:
+            data = draw(json_text("["))
+        elif number == 9:
+            data = draw(json_text("{"))
+        elif number == 5:
+            data = draw(st.sampled_from([b"0123456789abcdef01234567", b"0123456789ABCDEF01234567", b"x", b""]))
+        elif number in (4, 8):
+            fields.append(field_double(number, draw(timestamps)))
+            continue
+        elif number in (6, 7):
+            fields.append(field_varint(number, draw(st.integers(0, 2 ** 64 - 1))))
+            continue
+        else:  # unknown fields, of every wire type
+            fields.append(draw(st.sampled_from([field_varint(number, 7), field_len(number, b"zz"),
+                                                field_double(number, 1.0),
+                                                varint(number << 3 | 5) + b"abcd"])))
+            continue
+        if draw(st.integers(0, 30)) == 0:  # a known field with the wrong wire type
+            fields.append(field_varint(number, 1))
+        else:
+            fields.append(field_len(number, data))
+    value = b"".join(fields)
+    roll = draw(st.integers(0, 19))
+    if roll == 0:
+        return draw(st.binary(max_size=40))
+    if roll == 1 and value:
+        return value[:draw(st.integers(0, len(value) - 1))]
+    return value
+
+
+messages = st.tuples(job_value() | st.none(), st.integers(-1, 2 ** 44) | st.just(1700000000123),
+                     st.integers(0, 63), st.integers(0, 2 ** 40))
+
+options = st.builds(
+    encoder_py.EncoderOptions,
+    timestamps=st.sampled_from(["float", "ms"]),
+    default_queue=st.sampled_from(["default", "low"]),
+    class_allow=st.sampled_from([None, frozenset({"HardJob", "A::B", "Sidekiq::ActiveJob::Wrapper"})]),
+    queue_allow=st.sampled_from([None, frozenset({"default", "critical"})]),
+    max_message_bytes=st.sampled_from([1 << 20, 64]),
+    jid=st.sampled_from(["random", "origin"]),
+    add_origin=st.booleans(),
+)
+
+
+@seed(SEED)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(opts=options, batch=st.lists(messages, min_size=BATCH, max_size=BATCH),
+       rng=st.integers(0, 2 ** 64 - 1), now=st.integers(0, 2 ** 44))
+def test_compiled_equals_reference(opts, batch, rng, now):
+    assert_same(opts, batch, rng, now)
+
+
+def assert_same(opts, batch, rng, now):
+    expected = encoder_py.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now)
+    actual = encoder._encoder.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now)
+    assert actual.rejects == expected.rejects
+    assert actual.scheduled == expected.scheduled
+    assert actual.queues == expected.queues
+    assert list(actual.queues) == list(expected.queues)
+
+
+@seed(SEED)
+@settings(max_examples=300, deadline=None)
+@given(ms=st.integers(0, 2 ** 45))
+def test_milliseconds_format_like_python_repr(ms):
+    """The compiled fast path for ms -> float seconds agrees with repr(ms / 1000)."""
+    job = field_len(1, b"A") + field_len(5, b"0123456789abcdef01234567")
+    opts = encoder_py.EncoderOptions()
+    for module in (encoder_py, encoder._encoder):
+        payload = module.Encoder(opts, seed=0).encode_batch("t", [(job, ms, 0, 0)], ms)
+        assert payload.queues["default"][0].endswith(
+            b'"created_at":%s,"enqueued_at":%s}' % (repr(ms / 1000).encode(), repr(ms / 1000).encode()))
+
+
+# --- bulk: the same kinds of input from a plain seeded Random, 1,000 messages a batch
+
+NAMES = ["HardJob", "A::B", "Billing::ChargeJob", "", "hard", "A::", "A b", "Ä", "A" * 256,
+         "Sidekiq::ActiveJob::Wrapper", "SendInvoiceJob"]
+QUEUES = ["", "default", "critical", "a,b", "a b", "q\x00", 'q"', "é", "x" * 256, "low"]
+TIMES = [0.0, 1.5, 1700000000.25, 1e10, 1e10 + 1, -1.0, float("nan"), float("inf"), 1700000000123.0,
+         5e-324, 1e300, 1699999999.999, 2e9]
+KEYS = ["a", "tags", "queue", "class", "retry", "backtrace", "é", "", "k2s_origin"]
+
+
+def rand_json(rnd: random.Random, depth: int = 0):
+    roll = rnd.random()
+    if depth > 3 or roll < 0.5:
+        return rnd.choice([None, True, False, rnd.randint(-10 ** 20, 10 ** 20), rnd.random() * 1e6,
+                           rnd.choice(["x", "é😀", "a\"b\\c", "\n\t", "\u2028", ""])])
+    if roll < 0.75:
+        return [rand_json(rnd, depth + 1) for _ in range(rnd.randint(0, 4))]
+    return {rnd.choice(KEYS): rand_json(rnd, depth + 1) for _ in range(rnd.randint(0, 3))}
+
+
+def rand_text(rnd: random.Random, top: str) -> bytes:
+    roll = rnd.random()
+    if roll < 0.6:
+        value = [rand_json(rnd) for _ in range(rnd.randint(0, 4))] if top == "[" else \
+            {rnd.choice(KEYS): rand_json(rnd) for _ in range(rnd.randint(0, 3))}
+        text = json.dumps(value, ensure_ascii=rnd.random() < 0.5).encode()
+    elif roll < 0.85:
+        members = [rnd.choice(EXOTIC) for _ in range(rnd.randint(1, 3))]
+        text = (b"[" + b",".join(members) + b"]" if top == "[" else
+                b"{" + b",".join(b'"k%d":' % i + m for i, m in enumerate(members)) + b"}")
+    else:
+        text = rnd.randbytes(rnd.randint(0, 12))
+    if text and rnd.random() < 0.2:
+        i = rnd.randrange(len(text))
+        text = text[:i] + bytes([rnd.randrange(256)]) + text[i + 1:] if rnd.random() < 0.5 else text[:i]
+    return text
+
+
+def rand_value(rnd: random.Random) -> bytes | None:
+    roll = rnd.random()
+    if roll < 0.03:
+        return None
+    if roll < 0.08:
+        return rnd.randbytes(rnd.randint(0, 40))
+    fields = []
+    for _ in range(rnd.randint(0, 9)):
+        number = rnd.randint(1, 12)
+        if number in (1, 10):
+            fields.append(field_len(number, rnd.choice(NAMES).encode()))
+        elif number == 2:
+            fields.append(field_len(number, rnd.choice(QUEUES).encode()))
+        elif number in (3, 9):
+            fields.append(field_len(number, rand_text(rnd, "[" if number == 3 else "{")))
+        elif number == 5:
+            fields.append(field_len(5, rnd.choice([b"0123456789abcdef01234567", b"0123456789ABCDEF01234567", b""])))
+        elif number in (4, 8):
+            fields.append(field_double(number, rnd.choice(TIMES) if rnd.random() < 0.5 else rnd.random() * 2e10))
+        elif number in (6, 7):
+            fields.append(field_varint(number, rnd.choice([0, 1, 5, 2 ** 32 + 3, 2 ** 64 - 1])))
+        else:
+            fields.append(rnd.choice([field_varint(number, 7), field_len(number, b"zz"), field_double(number, 1.0)]))
+        if rnd.random() < 0.02:
+            fields.append(field_varint(rnd.choice([1, 2, 3, 9]), 1))  # a known field, wrong wire type
+    value = b"".join(fields)
+    if value and rnd.random() < 0.05:
+        value = value[:rnd.randrange(len(value))]
+    return value
+
+
+@seed(SEED)
+@settings(max_examples=BULK_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(opts=options, batch_seed=st.integers(0, 2 ** 64 - 1))
+def test_compiled_equals_reference_bulk(opts, batch_seed):
+    rnd = random.Random(batch_seed)
+    batch = [(rand_value(rnd), rnd.choice([-1, 1700000000123, rnd.randrange(2 ** 44)]),
+              rnd.randrange(64), rnd.randrange(2 ** 40)) for _ in range(BULK_BATCH)]
+    assert_same(opts, batch, rnd.getrandbits(64), rnd.randrange(2 ** 44))
