@@ -192,6 +192,10 @@ cdef class Encoder:
         cdef bint is_scheduled
         cdef bytes queue_b, payload
         cdef str queue_s
+        # Messages of one batch mostly share a Kafka timestamp: format it once.
+        cdef int64_t last_ts = -1
+        cdef char ts_text[48]
+        cdef size_t ts_n = 0
 
         for item in messages:
             value, timestamp_ms, partition, offset = item
@@ -264,10 +268,13 @@ cdef class Encoder:
             else:
                 if timestamp_ms < 0:
                     timestamp_ms = now_ms
-                if self.ms:
-                    w += k2s_write_i64(w, timestamp_ms)
-                else:
-                    w = put_ms_as_seconds(w, timestamp_ms)
+                if timestamp_ms != last_ts:
+                    last_ts = timestamp_ms
+                    if self.ms:
+                        ts_n = k2s_write_i64(ts_text, timestamp_ms)
+                    else:
+                        ts_n = <size_t>(put_ms_as_seconds(ts_text, timestamp_ms) - ts_text)
+                w = put(w, ts_text, ts_n)
 
             if is_scheduled:
                 w = put_lit(w, b'}')

@@ -1,5 +1,6 @@
 /* JSON checking for the envelope encoder: is this byte string a UTF-8 JSON array
- * (args) or object (extra keys)? It never builds a value; it walks the bytes once.
+ * (args) or object (extra keys)? It never builds a value; it walks the bytes once, in one
+ * loop with an explicit bracket stack.
  *
  * The verdicts must equal the reference encoder's (msgspec plus a depth limit,
  * encoder_py.check_args / check_extra). Where agreeing would mean re-implementing
@@ -12,50 +13,63 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { K2S_JSON_OK = 0, K2S_JSON_BAD = 1, K2S_JSON_DEFER = 2, K2S_JSON_RESERVED = 3 };
 
 #define K2S_JSON_MAX_DEPTH 64
 #define K2S_JSON_MAX_PLAIN_DIGITS 18
 
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-    int defer;               /* a part only the reference may judge */
-    int reserved;            /* a top-level key is one the bridge writes itself */
-    const char *const *keys; /* reserved keys (NULL-terminated) or NULL */
-} k2s_json_cursor;
+/* 1 for the bytes that may stand in a string as they are: printable ASCII but '"', '\\'. */
+static const uint8_t k2s_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
-static inline int k2s_is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+#define K2S_ONES 0x0101010101010101ULL
+#define K2S_HIGHS 0x8080808080808080ULL
 
-static inline void k2s_skip_space(k2s_json_cursor *c) {
-    while (c->p < c->end && k2s_is_space(*c->p)) c->p++;
+/* Whether any of the 8 bytes in v is not plain: a control character (< 0x20), '"',
+ * '\\' or a byte of a UTF-8 sequence (>= 0x80). Exact for "any". */
+static inline int k2s_special8(uint64_t v) {
+    uint64_t control = (v - 0x20 * K2S_ONES) & ~v;
+    uint64_t quote = v ^ (0x22 * K2S_ONES), backslash = v ^ (0x5C * K2S_ONES);
+    quote = (quote - K2S_ONES) & ~quote;
+    backslash = (backslash - K2S_ONES) & ~backslash;
+    return ((control | quote | backslash | v) & K2S_HIGHS) != 0;
 }
 
-/* One UTF-8 sequence starting at c->p (a byte >= 0x80), strictly as Python decodes:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int k2s_utf8(k2s_json_cursor *c) {
-    const uint8_t *p = c->p;
-    size_t left = (size_t)(c->end - p);
+static inline const uint8_t *k2s_space(const uint8_t *p, const uint8_t *end) {
+    if (p < end && *p > ' ') return p;  /* the common case: no white space at all */
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+/* One UTF-8 sequence at p (a byte >= 0x80), strictly as Python decodes: no overlong
+ * forms, no surrogates, nothing above U+10FFFF. The byte after it, or NULL. */
+static const uint8_t *k2s_utf8(const uint8_t *p, const uint8_t *end) {
+    size_t left = (size_t)(end - p);
     uint8_t b0 = p[0];
     if (b0 >= 0xC2 && b0 <= 0xDF) {
-        if (left < 2 || (p[1] & 0xC0) != 0x80) return -1;
-        c->p += 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return -1;
-        if (b0 == 0xE0 && p[1] < 0xA0) return -1;  /* overlong */
-        if (b0 == 0xED && p[1] > 0x9F) return -1;  /* surrogate */
-        c->p += 3;
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return -1;
-        if (b0 == 0xF0 && p[1] < 0x90) return -1;  /* overlong */
-        if (b0 == 0xF4 && p[1] > 0x8F) return -1;  /* above U+10FFFF */
-        c->p += 4;
-    } else {
-        return -1;
+        if (left < 2 || (p[1] & 0xC0) != 0x80) return NULL;
+        return p + 2;
     }
-    return 0;
+    if (b0 >= 0xE0 && b0 <= 0xEF) {
+        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return NULL;
+        if (b0 == 0xE0 && p[1] < 0xA0) return NULL;  /* overlong */
+        if (b0 == 0xED && p[1] > 0x9F) return NULL;  /* surrogate */
+        return p + 3;
+    }
+    if (b0 >= 0xF0 && b0 <= 0xF4) {
+        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+            return NULL;
+        if (b0 == 0xF0 && p[1] < 0x90) return NULL;  /* overlong */
+        if (b0 == 0xF4 && p[1] > 0x8F) return NULL;  /* above U+10FFFF */
+        return p + 4;
+    }
+    return NULL;
 }
 
 static int k2s_hex4(const uint8_t *p, unsigned *out) {
@@ -72,139 +86,172 @@ static int k2s_hex4(const uint8_t *p, unsigned *out) {
     return 0;
 }
 
-/* A string; c->p is on the opening quote. Sets *escaped when it holds a backslash. */
-static int k2s_string(k2s_json_cursor *c, int *escaped) {
-    c->p++;
-    while (c->p < c->end) {
-        uint8_t ch = *c->p;
-        if (ch == '"') { c->p++; return 0; }
-        if (ch < 0x20) return -1;
-        if (ch < 0x80 && ch != '\\') { c->p++; continue; }
-        if (ch >= 0x80) { if (k2s_utf8(c) < 0) return -1; continue; }
-        /* an escape */
+/* The rest of a string, p just after its opening quote: the byte after the closing
+ * quote, or NULL. Sets *escaped when the string holds a backslash. */
+static const uint8_t *k2s_string(const uint8_t *p, const uint8_t *end, int *escaped) {
+    for (;;) {
+        uint64_t word;
+        while (end - p >= 8) {  /* plain text, eight bytes at a time */
+            memcpy(&word, p, 8);
+            if (k2s_special8(word)) break;
+            p += 8;
+        }
+        while (p < end && k2s_plain[*p]) p++;
+        if (p >= end) return NULL;  /* unterminated */
+        uint8_t ch = *p;
+        if (ch == '"') return p + 1;
+        if (ch < 0x20) return NULL;
+        if (ch >= 0x80) {
+            if (!(p = k2s_utf8(p, end))) return NULL;
+            continue;
+        }
+        /* a backslash */
         *escaped = 1;
-        if (c->end - c->p < 2) return -1;
-        ch = c->p[1];
+        if (end - p < 2) return NULL;
+        ch = p[1];
         if (ch == 'u') {
             unsigned u, lo;
-            if (c->end - c->p < 6 || k2s_hex4(c->p + 2, &u) < 0) return -1;
-            c->p += 6;
-            if (u >= 0xDC00 && u <= 0xDFFF) return -1;  /* a lone low surrogate */
-            if (u >= 0xD800 && u <= 0xDBFF) {            /* must pair with a low one */
-                if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' ||
-                    k2s_hex4(c->p + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
-                    return -1;
-                c->p += 6;
+            if (end - p < 6 || k2s_hex4(p + 2, &u) < 0) return NULL;
+            p += 6;
+            if (u >= 0xDC00 && u <= 0xDFFF) return NULL;  /* a lone low surrogate */
+            if (u >= 0xD800 && u <= 0xDBFF) {             /* must pair with a low one */
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || k2s_hex4(p + 2, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return NULL;
+                p += 6;
             }
-        } else if (ch == '"' || ch == '\\' || ch == '/' || ch == 'b' || ch == 'f' ||
-                   ch == 'n' || ch == 'r' || ch == 't') {
-            c->p += 2;
+        } else if (ch == '"' || ch == '\\' || ch == '/' || ch == 'b' || ch == 'f' || ch == 'n' ||
+                   ch == 'r' || ch == 't') {
+            p += 2;
         } else {
-            return -1;
+            return NULL;
         }
     }
-    return -1;  /* unterminated */
 }
 
-static int k2s_digits(k2s_json_cursor *c) {
-    const uint8_t *start = c->p;
-    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
-    return (int)(c->p - start);
+static inline const uint8_t *k2s_digits(const uint8_t *p, const uint8_t *end) {
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    return p;
 }
 
-static int k2s_number(k2s_json_cursor *c) {
-    if (*c->p == '-') c->p++;
-    if (c->p >= c->end) return -1;
-    if (*c->p == '0') {
-        c->p++;
+/* A number at p: the byte after it, or NULL. Sets *defer when msgspec must judge it. */
+static const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end, int *defer) {
+    const uint8_t *q;
+    if (*p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
     } else {
-        int n = k2s_digits(c);
-        if (n == 0) return -1;
-        if (n > K2S_JSON_MAX_PLAIN_DIGITS) c->defer = 1;
+        q = k2s_digits(p, end);
+        if (q == p) return NULL;
+        if (q - p > K2S_JSON_MAX_PLAIN_DIGITS) *defer = 1;
+        p = q;
     }
-    if (c->p < c->end && *c->p == '.') {
-        c->p++;
-        if (k2s_digits(c) == 0) return -1;
+    if (p < end && *p == '.') {
+        q = k2s_digits(p + 1, end);
+        if (q == p + 1) return NULL;
+        p = q;
     }
-    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
-        c->p++;
-        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
-        if (k2s_digits(c) == 0) return -1;
-        c->defer = 1;  /* may be out of range: msgspec decides */
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        q = k2s_digits(p, end);
+        if (q == p) return NULL;
+        p = q;
+        *defer = 1;  /* may be out of range */
     }
-    return 0;
+    return p;
 }
 
-static int k2s_literal(k2s_json_cursor *c, const char *word, size_t n) {
-    if ((size_t)(c->end - c->p) < n) return -1;
-    for (size_t i = 0; i < n; i++)
-        if (c->p[i] != (uint8_t)word[i]) return -1;
-    c->p += n;
-    return 0;
+static inline const uint8_t *k2s_literal(const uint8_t *p, const uint8_t *end, const char *word,
+                                         size_t n) {
+    if ((size_t)(end - p) < n || memcmp(p, word, n) != 0) return NULL;
+    return p + n;
 }
 
-static int k2s_key_reserved(const k2s_json_cursor *c, const uint8_t *s, size_t n) {
-    for (const char *const *k = c->keys; *k; k++) {
-        size_t i = 0;
-        while (i < n && (*k)[i] && (uint8_t)(*k)[i] == s[i]) i++;
-        if (i == n && (*k)[i] == '\0') return 1;
-    }
+static int k2s_key_reserved(const char *const *keys, const uint8_t *s, size_t n) {
+    for (; *keys; keys++)
+        if (strlen(*keys) == n && memcmp(*keys, s, n) == 0) return 1;
     return 0;
-}
-
-/* A value nested `depth` deep (the outermost array or object is depth 1). */
-static int k2s_value(k2s_json_cursor *c, int depth) {
-    k2s_skip_space(c);
-    if (c->p >= c->end) return -1;
-    uint8_t ch = *c->p;
-    int escaped = 0;
-    if (ch == '[' || ch == '{') {
-        uint8_t close = ch == '[' ? ']' : '}';
-        if (depth + 1 > K2S_JSON_MAX_DEPTH) return -1;
-        c->p++;
-        k2s_skip_space(c);
-        if (c->p < c->end && *c->p == close) { c->p++; return 0; }
-        for (;;) {
-            if (close == '}') {
-                k2s_skip_space(c);
-                if (c->p >= c->end || *c->p != '"') return -1;
-                const uint8_t *key = c->p + 1;
-                escaped = 0;
-                if (k2s_string(c, &escaped) < 0) return -1;
-                if (depth == 0 && c->keys) {
-                    if (escaped) c->defer = 1;  /* the key's text needs unescaping */
-                    else if (k2s_key_reserved(c, key, (size_t)(c->p - 1 - key))) c->reserved = 1;
-                }
-                k2s_skip_space(c);
-                if (c->p >= c->end || *c->p != ':') return -1;
-                c->p++;
-            }
-            if (k2s_value(c, depth + 1) < 0) return -1;
-            k2s_skip_space(c);
-            if (c->p >= c->end) return -1;
-            if (*c->p == ',') { c->p++; continue; }
-            if (*c->p == close) { c->p++; return 0; }
-            return -1;
-        }
-    }
-    if (ch == '"') return k2s_string(c, &escaped);
-    if (ch == '-' || (ch >= '0' && ch <= '9')) return k2s_number(c);
-    if (ch == 't') return k2s_literal(c, "true", 4);
-    if (ch == 'f') return k2s_literal(c, "false", 5);
-    if (ch == 'n') return k2s_literal(c, "null", 4);
-    return -1;
 }
 
 /* Check that s[0:n] (no surrounding white space) is one JSON value opening with
- * `open` ('[' or '{'). With `keys`, also flag a reserved top-level key. */
+ * `open` ('[' or '{'). With `keys` (NULL-terminated), also flag a top-level key that
+ * is one of them. */
 static int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const char *const *keys) {
-    k2s_json_cursor c = {s, s + n, 0, 0, keys};
+    const uint8_t *p = s, *end = s + n, *key;
+    uint8_t closers[K2S_JSON_MAX_DEPTH];
+    int depth = 0, defer = 0, reserved = 0, escaped;
     if (n == 0 || s[0] != open) return K2S_JSON_BAD;
-    if (k2s_value(&c, 0) < 0) return K2S_JSON_BAD;
-    k2s_skip_space(&c);
-    if (c.p != c.end) return K2S_JSON_BAD;
-    if (c.defer) return K2S_JSON_DEFER;
-    return c.reserved ? K2S_JSON_RESERVED : K2S_JSON_OK;
+
+value:
+    p = k2s_space(p, end);
+    if (p >= end) return K2S_JSON_BAD;
+    switch (*p) {
+    case '[':
+    case '{':
+        if (depth == K2S_JSON_MAX_DEPTH) return K2S_JSON_BAD;
+        closers[depth++] = *p == '[' ? ']' : '}';
+        p = k2s_space(p + 1, end);
+        if (p < end && *p == closers[depth - 1]) {
+            p++;
+            depth--;
+            goto after;
+        }
+        if (closers[depth - 1] == '}') goto member;
+        goto value;
+    case '"':
+        escaped = 0;
+        if (!(p = k2s_string(p + 1, end, &escaped))) return K2S_JSON_BAD;
+        goto after;
+    case 't':
+        if (!(p = k2s_literal(p, end, "true", 4))) return K2S_JSON_BAD;
+        goto after;
+    case 'f':
+        if (!(p = k2s_literal(p, end, "false", 5))) return K2S_JSON_BAD;
+        goto after;
+    case 'n':
+        if (!(p = k2s_literal(p, end, "null", 4))) return K2S_JSON_BAD;
+        goto after;
+    default:
+        if (*p != '-' && (*p < '0' || *p > '9')) return K2S_JSON_BAD;
+        if (!(p = k2s_number(p, end, &defer))) return K2S_JSON_BAD;
+        goto after;
+    }
+
+member: /* "key": value, inside an object */
+    p = k2s_space(p, end);
+    if (p >= end || *p != '"') return K2S_JSON_BAD;
+    key = p + 1;
+    escaped = 0;
+    if (!(p = k2s_string(key, end, &escaped))) return K2S_JSON_BAD;
+    if (depth == 1 && keys) {
+        if (escaped) defer = 1;  /* the key's text needs unescaping: the reference judges */
+        else if (k2s_key_reserved(keys, key, (size_t)(p - 1 - key))) reserved = 1;
+    }
+    p = k2s_space(p, end);
+    if (p >= end || *p != ':') return K2S_JSON_BAD;
+    p++;
+    goto value;
+
+after: /* a value ended: a comma, a closing bracket, or the end of the text */
+    p = k2s_space(p, end);
+    if (depth == 0) {
+        if (p != end) return K2S_JSON_BAD;
+        return defer ? K2S_JSON_DEFER : reserved ? K2S_JSON_RESERVED : K2S_JSON_OK;
+    }
+    if (p >= end) return K2S_JSON_BAD;
+    if (*p == ',') {
+        p++;
+        if (closers[depth - 1] == '}') goto member;
+        goto value;
+    }
+    if (*p == closers[depth - 1]) {
+        p++;
+        depth--;
+        goto after;
+    }
+    return K2S_JSON_BAD;
 }
 
 #endif

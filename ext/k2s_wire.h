@@ -117,11 +117,11 @@ static int k2s_jid_valid(const uint8_t *s, size_t n) {
     return 1;
 }
 
-static inline int k2s_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static inline int k2s_space_byte(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 static void k2s_strip(const uint8_t **s, size_t *n) {
-    while (*n && k2s_space((*s)[0])) { (*s)++; (*n)--; }
-    while (*n && k2s_space((*s)[*n - 1])) (*n)--;
+    while (*n && k2s_space_byte((*s)[0])) { (*s)++; (*n)--; }
+    while (*n && k2s_space_byte((*s)[*n - 1])) (*n)--;
 }
 
 /* --- splitmix64: the jid stream (encoder_py.mix64 / jid_from) --- */
