@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("class_allow", _name_list, "", "job classes allowed (empty: any); ActiveJob: wrapper and job"),
     Setting("queue_allow", _name_list, "", "queues allowed (empty: any)"),
     Setting("max_message_bytes", _byte_size, "1mb", "larger messages go to the dead-letter topic"),
-    Setting("jid", _choice("random", "origin"), "random",
+    Setting("jid_mode", _choice("random", "origin"), "random",
             "jid of jobs that bring none: random, or origin (from topic/partition/offset)"),
     Setting("add_origin", _flag, "false", "add k2s_origin (topic/partition/offset) to each job"),
     Setting("queued_max_kbytes", _positive_int, "16384",
@@ -139,7 +139,7 @@ class Settings:
     class_allow: frozenset[str] | None
     queue_allow: frozenset[str] | None
     max_message_bytes: int
-    jid: str
+    jid_mode: str
     add_origin: bool
     queued_max_kbytes: int
     retry_max_seconds: int
@@ -154,7 +154,7 @@ class Settings:
         return EncoderOptions(
             timestamps=self.timestamps, default_queue=self.default_queue,
             class_allow=self.class_allow, queue_allow=self.queue_allow,
-            max_message_bytes=self.max_message_bytes, jid=self.jid, add_origin=self.add_origin)
+            max_message_bytes=self.max_message_bytes, jid=self.jid_mode, add_origin=self.add_origin)
 
     def replace(self, **changes: Any) -> "Settings":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -190,3 +190,14 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
 
 def setting(name: str) -> Setting:
     return _BY_NAME[name]
+
+
+def redact(url: str) -> str:
+    """A URL fit for a log line: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + parts.netloc.rsplit("@", 1)[1]))

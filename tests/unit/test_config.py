@@ -33,6 +33,7 @@ def test_lists_and_sizes():
     ({"K2S_ENCODER": "turbo"}, "K2S_ENCODER='turbo' is not valid: expected auto or fast or python"),
     ({"K2S_MAX_MESSAGE_BYTES": "1tb"}, "K2S_MAX_MESSAGE_BYTES='1tb' is not valid: expected a size"),
     ({"K2S_ADD_ORIGIN": "maybe"}, "K2S_ADD_ORIGIN='maybe' is not valid: expected true or false"),
+    ({"K2S_JID_MODE": "uuid"}, "K2S_JID_MODE='uuid' is not valid: expected random or origin"),
     ({"K2S_DEFAULT_QUEUE": "a,b"}, "K2S_DEFAULT_QUEUE='a,b' is not valid"),
 ])
 def test_invalid_setting_names_variable_value_and_form(env, message):

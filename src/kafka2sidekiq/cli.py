@@ -1,0 +1,155 @@
+"""Command line: ``kafka2sidekiq run | worker | push``.
+
+Every setting is a flag too (``--batch-size``) and an environment variable
+(``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 78 configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+from . import __version__, config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also K2S_<NAME> in the environment)")
+    for s in config.SETTINGS:
+        group.add_argument(s.flag, dest=f"setting_{s.name}", metavar=s.name.upper(),
+                           help=f"{s.help} [{s.env}, default {s.default or 'empty'}]")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    flags = {s.name: getattr(args, f"setting_{s.name}", None) for s in config.SETTINGS}
+    return config.load(flags=flags)
+
+
+def _partitions(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected partitions such as 0,1,4-7")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return sorted(set(out))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kafka2sidekiq",
+                                description="Messages on a Kafka topic become Sidekiq jobs in Redis.")
+    p.add_argument("--version", action="version", version=f"kafka2sidekiq {__version__}")
+    p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("K2S_LOG_FORMAT", "text"))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bridge on this host (all partitions of the topic)")
+    _settings_flags(run)
+
+    work = sub.add_parser("worker", help="one worker on chosen partitions, no group membership (debugging)")
+    work.add_argument("--partitions", type=_partitions, required=True, help="e.g. 0,1,4-7")
+    _settings_flags(work)
+
+    push = sub.add_parser("push", help="push one job into Redis as the bridge would, without Kafka")
+    push.add_argument("--class", dest="job_class", required=True, help="Ruby job class, e.g. HardJob")
+    push.add_argument("--args", default="[]", help="arguments as a JSON array (default [])")
+    push.add_argument("--queue", default="", help="queue (default: the default queue)")
+    push.add_argument("--at", type=float, help="run at this epoch time (seconds)")
+    push.add_argument("--jid", default="", help="job id, 24 lowercase hex (default: generated)")
+    push.add_argument("--retry", help="true, false or a number of retries (default true)")
+    push.add_argument("--extra", default="", help="extra top-level keys as a JSON object")
+    push.add_argument("--wrapped", default="", help="ActiveJob class, when --class is the wrapper")
+    _settings_flags(push)
+    return p
+
+
+def _logging(fmt: str, role: str) -> None:
+    if fmt == "json":
+        layout = ('{"time":"%(asctime)s","level":"%(levelname)s","role":"' + role +
+                  '","pid":%(process)d,"message":%(message_json)s}')
+
+        class JsonRecord(logging.Formatter):
+            def format(self, record):
+                record.message_json = json.dumps(record.getMessage())
+                return super().format(record)
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonRecord(layout))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    else:
+        logging.basicConfig(level=logging.INFO,
+                            format=f"%(asctime)s %(levelname)s {role}[%(process)d] %(message)s")
+
+
+def _run_worker(settings: config.Settings, partitions: list[int] | None) -> int:
+    from .worker import Worker
+
+    stopping = []
+
+    def on_signal(signum, frame):
+        if stopping:  # a second signal: leave now
+            os._exit(EXIT_FAILED)
+        stopping.append(signum)
+        logging.getLogger("kafka2sidekiq").info("signal %s: finishing the batch in hand",
+                                                signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = Worker(settings, should_stop=lambda: bool(stopping))
+    print(f"kafka2sidekiq {__version__}: {settings.topic}@{settings.bootstrap_servers} -> "
+          f"{config.redact(settings.redis_url)} (dead letters: {settings.dead_letter_topic})", flush=True)
+    try:
+        worker.run(partitions)
+    finally:
+        worker.close()
+    return EXIT_OK
+
+
+def _push(args, settings: config.Settings) -> int:
+    from ._proto.job_pb2 import Job
+    from .push import Rejected, push
+
+    job = Job(job_class=args.job_class, queue=args.queue, args_json=args.args, jid=args.jid,
+              extra_json=args.extra, wrapped=args.wrapped)
+    if args.at is not None:
+        job.at = args.at
+    if args.retry is not None:
+        low = args.retry.lower()
+        if low in ("true", "false"):
+            job.retry = low == "true"
+        elif args.retry.isdigit():
+            job.retry_count = int(args.retry)
+        else:
+            print(f"kafka2sidekiq push: --retry {args.retry!r}: expected true, false or a number",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        batch = push(settings.redis_url, [job.SerializeToString()], settings.encoder_options(),
+                     settings.redis_namespace)
+    except Rejected as exc:
+        print(f"kafka2sidekiq push: rejected: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for queue, payloads in batch.queues.items():
+        print(f"queue:{queue} {payloads[0].decode()}")
+    for score, payload in batch.scheduled:
+        print(f"schedule@{score.decode()} {payload.decode()}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return EXIT_USAGE
+    _logging(args.log_format, args.command)
+    try:
+        settings = _settings(args)
+    except config.ConfigError as exc:
+        print(f"kafka2sidekiq: {exc}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    if args.command == "push":
+        return _push(args, settings)
+    return _run_worker(settings, args.partitions if args.command == "worker" else None)

@@ -1,0 +1,112 @@
+"""Kafka side of a worker: a consumer of explicitly assigned partitions (it never joins
+the consumer group) and the dead-letter producer. Both are created in the process that
+uses them, never before a fork: librdkafka is not fork-safe."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from . import __version__
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+OFFSET_WAIT_SECONDS = 30
+
+
+def consumer_config(settings: Settings) -> dict:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": settings.group_id,             # to read the group's committed offsets
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": settings.queued_max_kbytes,
+        "fetch.wait.max.ms": min(100, settings.batch_wait_ms * 5),
+        "client.id": "kafka2sidekiq-worker",
+        **settings.kafka,
+    }
+
+
+def producer_config(settings: Settings) -> dict:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "client.id": "kafka2sidekiq-dlq",
+        **settings.kafka,
+    }
+
+
+class Source:
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic
+        self.consumer = Consumer(consumer_config(settings))
+
+    def partitions(self, timeout: float = OFFSET_WAIT_SECONDS) -> list[int]:
+        meta = self.consumer.list_topics(self.topic, timeout=timeout).topics[self.topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        return sorted(meta.partitions)
+
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        """The group's committed offsets (negative when none)."""
+        tps = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions],
+                                      timeout=OFFSET_WAIT_SECONDS)
+        return {tp.partition: tp.offset for tp in tps}
+
+    def assign(self, start: dict[int, int]) -> None:
+        """Read each partition from its start offset; a negative one means the earliest."""
+        self.consumer.assign([TopicPartition(self.topic, p, o if o >= 0 else -2)
+                              for p, o in sorted(start.items())])
+
+    def seek(self, partition: int, offset: int) -> None:
+        self.consumer.seek(TopicPartition(self.topic, partition, offset))
+
+    def consume(self, count: int, wait: float) -> list:
+        return self.consumer.consume(count, wait)
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """Commit next-to-read offsets; an optimisation only: the ledger is the truth."""
+        try:
+            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+                                 asynchronous=True)
+        except KafkaException as exc:
+            log.warning("offset commit failed (the ledger still holds them): %s", exc)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class DeadLetters:
+    """Rejected messages go to the dead-letter topic, value and key unchanged, with the
+    reason and origin in headers. send() returns only once Kafka has them all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.dead_letter_topic
+        self.origin = settings.topic
+        self.producer = Producer(producer_config(settings))
+        self._failed: list[KafkaError] = []
+
+    def _delivered(self, err, msg) -> None:
+        if err is not None:
+            self._failed.append(err)
+
+    def send(self, rejects: list[tuple[object, str]], flush_seconds: float = 30.0) -> None:
+        """Send (message, reason) pairs; raise KafkaException unless all were delivered."""
+        self._failed.clear()
+        for msg, reason in rejects:
+            headers = [("k2s.reason", reason.encode()), ("k2s.topic", self.origin.encode()),
+                       ("k2s.partition", str(msg.partition()).encode()),
+                       ("k2s.offset", str(msg.offset()).encode()),
+                       ("k2s.version", __version__.encode())]
+            self.producer.produce(self.topic, msg.value(), msg.key(), headers=headers,
+                                  on_delivery=self._delivered)
+        left = self.producer.flush(flush_seconds)
+        if left or self._failed:
+            raise KafkaException(self._failed[0] if self._failed else
+                                 KafkaError(KafkaError._MSG_TIMED_OUT, f"{left} dead letters not delivered"))

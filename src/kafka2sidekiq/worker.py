@@ -1,0 +1,153 @@
+"""A worker: moves the jobs of its partitions from Kafka into Redis, exactly once.
+
+The hot loop, per batch: consume up to batch_size messages (waiting at most
+batch_wait_ms) -> encode them -> send the rejected ones to the dead-letter topic and
+wait until Kafka has them -> one Redis script call pushes the jobs and moves the offset
+ledger, fenced -> report the offsets. Nothing is skipped on a fault: a failed Redis push
+or dead-letter send is retried with capped back-off until it succeeds or the worker is
+told to stop, so offsets only ever move past messages that are safe.
+
+Where it starts: for each partition, the larger of the group's committed offset and the
+ledger's, so a crash between a push and a commit never enqueues a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import redis
+from confluent_kafka import KafkaException
+
+from . import encoder
+from .config import Settings
+from .sink import Backoff, Range, RedisUnavailable, Sink, connect
+from .source import DeadLetters, Source
+
+log = logging.getLogger(__name__)
+
+PROGRESS_LOG_SECONDS = 30.0
+
+
+def ranges_of(items: list[tuple]) -> list[Range]:
+    """[first, next) offsets per partition of (value, ts, partition, offset) items."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for _, _, partition, offset in items:
+        if partition not in first:
+            first[partition] = offset
+        last[partition] = offset
+    return [Range(p, first[p], last[p] + 1) for p in first]
+
+
+class Worker:
+    def __init__(self, settings: Settings, should_stop: Callable[[], bool] = lambda: False,
+                 report: Callable[[dict[int, int]], None] | None = None) -> None:
+        self.settings = settings
+        self.should_stop = should_stop
+        self.source = Source(settings)
+        self.dead = DeadLetters(settings)
+        self.sink = Sink(connect(settings.redis_url), settings.redis_namespace,
+                         Sink.ledger_name(settings.group_id, settings.topic))
+        module = encoder.select(settings.encoder)
+        self.encoder = module.Encoder(settings.encoder_options())
+        self.report = report or self.source.commit
+        self.backoff = Backoff(settings.retry_max_seconds)
+        self.pushed = self.rejected = 0
+        log.info("encoder: %s", encoder.describe(module))
+
+    # --- start ---------------------------------------------------------------------
+
+    def start(self, partitions: list[int] | None) -> dict[int, int]:
+        """Assign ``partitions`` (all of the topic's when None) at their resume offsets."""
+        partitions = partitions if partitions is not None else self.source.partitions()
+        committed = self.source.committed(partitions)
+        ledger = self._retry(lambda: self.sink.ledger(partitions), "read the ledger")
+        start = {p: max(committed.get(p, -1), ledger.get(p, 0)) for p in partitions}
+        self.source.assign({p: o if o > 0 else -2 for p, o in start.items()})
+        log.info("assigned %s partition(s) of %s from %s", len(partitions), self.settings.topic,
+                 ", ".join(f"{p}@{o}" for p, o in sorted(start.items())) or "nothing")
+        return start
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self, partitions: list[int] | None = None) -> None:
+        self.start(partitions)
+        size, wait = self.settings.batch_size, self.settings.batch_wait_ms / 1000
+        logged, logged_pushed = time.monotonic(), 0
+        while not self.should_stop():
+            messages = self.source.consume(size, wait)
+            if messages:
+                self.deliver([m for m in messages if m.error() is None or self._consumer_error(m)])
+            now = time.monotonic()
+            if now - logged >= PROGRESS_LOG_SECONDS:
+                log.info("pushed %d jobs (%.0f/s), %d rejected", self.pushed,
+                         (self.pushed - logged_pushed) / (now - logged), self.rejected)
+                logged, logged_pushed = now, self.pushed
+
+    def deliver(self, messages: list) -> None:
+        """Push one batch: returns once Redis and the dead-letter topic have all of it
+        (or the worker was told to stop, in which case nothing is reported)."""
+        if not messages:
+            return
+        topic = self.settings.topic
+        items = [(m.value(), m.timestamp()[1], m.partition(), m.offset()) for m in messages]
+        ranges = ranges_of(items)
+        while items:
+            batch = self.encoder.encode_batch(topic, items, time.time_ns() // 1_000_000)
+            if batch.rejects:
+                by_offset = {(m.partition(), m.offset()): m for m in messages}
+                self._retry(lambda: self.dead.send(
+                    [(by_offset[items[i][2], items[i][3]], reason) for i, reason in batch.rejects]),
+                    "send to the dead-letter topic")
+            try:
+                stale = self.sink.push(batch, ranges)
+            except RedisUnavailable as exc:
+                if self.should_stop():
+                    return
+                log.warning("Redis push failed, retrying the same batch: %s", exc)
+                self.backoff.sleep(self.should_stop)
+                continue
+            if not stale:
+                self.backoff.reset()
+                self.pushed += sum(map(len, batch.queues.values())) + len(batch.scheduled)
+                self.rejected += len(batch.rejects)
+                self.report({r.partition: r.next for r in ranges})
+                return
+            # Fencing: Redis already has some of these offsets (a zombie, or a retry after
+            # an ambiguous failure). Keep only what it does not have, and send that.
+            log.warning("ledger is ahead for partition(s) %s: re-sending only what is missing",
+                        ", ".join(f"{p}@{o}" for p, o in sorted(stale.items())))
+            for r in ranges:
+                if r.partition in stale and stale[r.partition] > r.next:
+                    self.source.seek(r.partition, stale[r.partition])
+            items = [it for it in items if it[3] >= stale.get(it[2], -1)]
+            ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
+                      for r in ranges if stale.get(r.partition, -1) < r.next]
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def _retry(self, action: Callable, what: str):
+        while True:
+            try:
+                result = action()
+                self.backoff.reset()
+                return result
+            except (RedisUnavailable, KafkaException, redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("could not %s, retrying: %s", what, exc)
+            if self.should_stop():
+                raise SystemExit(0)
+            self.backoff.sleep(self.should_stop)
+
+    @staticmethod
+    def _consumer_error(message) -> bool:
+        err = message.error()
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consumer: %s", err)
+        return False
+
+    def close(self) -> None:
+        self.source.close()
+        self.dead.producer.flush(10)
