@@ -1,0 +1,138 @@
+"""Helpers for the integration and system tiers: producing jobs, running the bridge as a
+real process, reading what landed in Redis. Every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from kafka2sidekiq._proto.job_pb2 import Job
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes | None]]) -> None:
+    """Produce (key, value) pairs in order; fails unless Kafka acknowledged all."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    failed = []
+    for key, value in values:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=lambda e, m: e and failed.append(e))
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0 and not failed, failed[:3]
+
+
+def numbered_jobs(n: int, keys: int = 100, queues: tuple[str, ...] = ("default",)) -> list[tuple[bytes, bytes]]:
+    """n jobs with args [key, sequence within the key]; key k goes to queue k % len(queues)."""
+    out, seq = [], [0] * keys
+    for i in range(n):
+        k = i % keys
+        job = Job(job_class="NumberedJob", queue=queues[k % len(queues)], args_json=json.dumps([f"k{k}", seq[k]]))
+        out.append((f"k{k}".encode(), job.SerializeToString()))
+        seq[k] += 1
+    return out
+
+
+def queue_jobs(client, queue: str = "default", namespace: str = "") -> list[dict]:
+    """The jobs of a queue in the order Sidekiq's BRPOP hands them out."""
+    prefix = f"{namespace}:" if namespace else ""
+    return [json.loads(p) for p in reversed(client.lrange(f"{prefix}queue:{queue}", 0, -1))]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def bridge_env(bootstrap: str, redis_url: str, topic: str, **settings: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K2S_")}
+    env.update(K2S_BOOTSTRAP_SERVERS=bootstrap, K2S_REDIS_URL=redis_url, K2S_TOPIC=topic,
+               K2S_GROUP_ID=f"g-{topic}", K2S_RETRY_MAX_SECONDS="1")
+    env.update({f"K2S_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+class Bridge:
+    """A bridge process (``kafka2sidekiq <args>``), stopped by PID when the test ends."""
+
+    def __init__(self, env: dict, *args: str) -> None:
+        with tempfile.NamedTemporaryFile(prefix="k2s-bridge-", suffix=".log", delete=False) as log:
+            self.log = log
+            self.proc = subprocess.Popen([sys.executable, "-m", "kafka2sidekiq", *args], env=env,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"bridge ignored SIGTERM for {timeout}s:\n{self.output()[-3000:]}")
+        return self.proc.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own, with an append-only file so that a restart keeps
+    the data (as a production Redis would)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ping, 10, "redis-server to answer")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)

@@ -1,0 +1,202 @@
+"""The worker against real Apache Kafka and Redis: exactly once, in order per key,
+through crashes, zombies, a Redis outage and bad input."""
+
+import random
+import time
+from collections import Counter, defaultdict
+
+import pytest
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from helpers import Bridge, RedisServer, bridge_env, numbered_jobs, produce, queue_jobs, wait_for
+from kafka2sidekiq._proto.job_pb2 import Job
+from conftest import SEED
+
+
+def assert_exactly_once_in_key_order(jobs: list[dict], produced: list[tuple[bytes, bytes]]) -> None:
+    seen = Counter(tuple(j["args"]) for j in jobs)
+    duplicates = [a for a, c in seen.items() if c > 1]
+    assert not duplicates, f"{len(duplicates)} jobs pushed twice, e.g. {duplicates[:3]}"
+    assert len({j["jid"] for j in jobs}) == len(jobs), "duplicate jid"
+    assert len(jobs) == len(produced), f"{len(jobs)} jobs in Redis, {len(produced)} produced"
+    per_key = defaultdict(list)
+    for j in jobs:
+        per_key[j["args"][0]].append(j["args"][1])
+    for key, seqs in per_key.items():
+        assert seqs == sorted(seqs), f"jobs of {key} out of produce order"
+
+
+def settle(client, key: str, expected: int, timeout: float) -> None:
+    wait_for(lambda: client.llen(key) >= expected, timeout, f"{expected} jobs in {key}")
+    time.sleep(1.0)  # nothing more may arrive
+
+
+def test_exactly_once_and_per_key_order(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(8)
+    produced = numbered_jobs(20_000, keys=100)
+    produce(bootstrap, topic, produced)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic), "run")
+    try:
+        settle(redis_client, "queue:default", len(produced), 120)
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+    assert redis_client.smembers("queues") == {b"default"}
+    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
+    assert sum(int(v) for v in ledger.values()) == len(produced)
+
+
+def test_sigkill_mid_stream_then_restart(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(8)
+    produced = numbered_jobs(60_000, keys=100)
+    produce(bootstrap, topic, produced)
+    env = bridge_env(bootstrap, redis_url, topic, batch_size=100)
+    rnd = random.Random(SEED)
+    for round_ in range(1, 5):
+        bridge = Bridge(env, "run")
+        # kill it mid-stream: once a fifth more of the jobs are in, plus a random moment
+        mark = round_ * len(produced) // 6
+        wait_for(lambda: redis_client.llen("queue:default") >= mark, 60, f"{mark} jobs", interval=0.002)
+        time.sleep(rnd.uniform(0, 0.005))
+        bridge.kill()
+        assert redis_client.llen("queue:default") < len(produced), "finished before the kill: grow the test"
+    bridge = Bridge(env, "run")
+    try:
+        settle(redis_client, "queue:default", len(produced), 120)
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_two_workers_on_the_same_partitions(bootstrap, make_topic, redis_url, redis_client):
+    """A zombie that still believes it owns the partitions: the ledger fences it."""
+    topic = make_topic(8)
+    produced = numbered_jobs(30_000, keys=100)
+    produce(bootstrap, topic, produced)
+    env = bridge_env(bootstrap, redis_url, topic, batch_size=300)
+    bridges = [Bridge(env, "worker", "--partitions", "0-7") for _ in range(2)]
+    try:
+        settle(redis_client, "queue:default", len(produced), 120)
+    finally:
+        codes = [b.stop() for b in bridges]
+    assert codes == [0, 0], [b.output()[-2000:] for b in bridges]
+    assert any("ledger is ahead" in b.output() for b in bridges), "the fence never fired"
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_redis_down_for_ten_seconds(bootstrap, make_topic, tmp_path):
+    server = RedisServer(tmp_path)
+    client = redis.Redis.from_url(server.url)
+    topic = make_topic(8)
+    produced = numbered_jobs(40_000, keys=100)
+    produce(bootstrap, topic, produced)
+    bridge = Bridge(bridge_env(bootstrap, server.url, topic, batch_size=200), "run")
+    try:
+        wait_for(lambda: client.llen("queue:default") > 0, 60, "the bridge to push")
+        server.stop()
+        time.sleep(10)
+        server.start()
+        settle(client, "queue:default", len(produced), 120)
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+        assert "Redis push failed, retrying the same batch" in bridge.output()
+        assert_exactly_once_in_key_order(queue_jobs(client), produced)
+    finally:
+        bridge.kill()
+        client.close()
+        server.stop()
+
+
+MALFORMED = [
+    (b"\xff\xfe not protobuf", "not_protobuf"),
+    (Job(queue="default", args_json="[1]").SerializeToString(), "missing_class"),
+    (Job(job_class="lowercase", args_json="[1]").SerializeToString(), "bad_class"),
+    (Job(job_class="BadArgs", args_json='{"not": "an array"}').SerializeToString(), "bad_args"),
+    (Job(job_class="BadQueue", queue="a,b").SerializeToString(), "bad_queue"),
+    (Job(job_class="BadExtra", extra_json='{"queue": "x"}').SerializeToString(), "reserved_extra_key"),
+]
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(8)
+    make_topic(1, name=f"{topic}.dlq")
+    good = numbered_jobs(2000, keys=50)
+    values, expected_reasons = [], {}
+    for i, (key, value) in enumerate(good):
+        values.append((key, value))
+        if i % 2 == 0:
+            bad, reason = MALFORMED[(i // 2) % len(MALFORMED)]
+            bad_key = f"bad-{i}".encode()
+            values.append((bad_key, bad))
+            expected_reasons[bad_key] = (reason, bad)
+    assert len(expected_reasons) == 1000
+    produce(bootstrap, topic, values)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic), "run")
+    try:
+        settle(redis_client, "queue:default", len(good), 120)
+        dead = read_topic(bootstrap, f"{topic}.dlq", len(expected_reasons), 60)
+        assert bridge.proc.poll() is None, "the worker exited"
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), good)
+    assert len(dead) == len(expected_reasons)
+    for msg in dead:
+        headers = dict(msg.headers())
+        reason, value = expected_reasons[msg.key()]
+        assert headers["k2s.reason"].decode() == reason
+        assert msg.value() == value
+        assert headers["k2s.topic"].decode() == topic
+        assert int(headers["k2s.partition"]) in range(8) and int(headers["k2s.offset"]) >= 0
+    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
+    assert sum(int(v) for v in ledger.values()) == len(values), "rejected offsets advance too"
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            out += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return out
+
+
+def test_scheduled_jobs_and_three_queues(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(8)
+    produced = numbered_jobs(3000, keys=30, queues=("critical", "default", "low"))
+    later = time.time() + 3600
+    scheduled = [(f"s{i}".encode(), Job(job_class="LaterJob", at=later + i, args_json=f"[{i}]").SerializeToString())
+                 for i in range(50)]
+    produce(bootstrap, topic, produced + scheduled)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic), "run")
+    try:
+        wait_for(lambda: redis_client.zcard("schedule") == 50 and sum(
+            redis_client.llen(f"queue:{q}") for q in ("critical", "default", "low")) == 3000, 120, "all jobs")
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert redis_client.smembers("queues") == {b"critical", b"default", b"low"}
+    for q in ("critical", "default", "low"):
+        assert redis_client.llen(f"queue:{q}") == 1000
+        assert all(j["queue"] == q for j in queue_jobs(redis_client, q))
+    for payload, score in redis_client.zrange("schedule", 0, -1, withscores=True):
+        job = __import__("json").loads(payload)
+        assert score == pytest.approx(later + job["args"][0], abs=1e-3)
+        assert "at" not in job and "enqueued_at" not in job
+
+
+def test_namespace_prefix_for_sidekiq_6(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(2)
+    produced = numbered_jobs(100, keys=10)
+    produce(bootstrap, topic, produced)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, redis_namespace="myapp"), "run")
+    try:
+        settle(redis_client, "myapp:queue:default", len(produced), 60)
+    finally:
+        assert bridge.stop() == 0
+    assert redis_client.smembers("myapp:queues") == {b"default"}
+    assert not redis_client.exists("queue:default")
+    assert_exactly_once_in_key_order(queue_jobs(redis_client, namespace="myapp"), produced)
