@@ -201,3 +201,14 @@ def redact(url: str) -> str:
         return url
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit(parts._replace(netloc=user + parts.netloc.rsplit("@", 1)[1]))
+
+
+def markdown_table() -> str:
+    """The README's settings table, made from the declarations above."""
+    rows = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "CPU count" if s.name == "workers" else (f"`{s.default}`" if s.default else "(empty)")
+        rows.append(f"| `{s.env}` | `{s.flag}` | {default} | {s.help} |")
+    rows.append(f"| `{KAFKA_PASSTHROUGH}<KEY>` | | | any librdkafka setting, dots as underscores: "
+                f"`K2S_KAFKA_SASL_MECHANISM=PLAIN` |")
+    return "\n".join(rows)
