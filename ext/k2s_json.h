@@ -171,7 +171,7 @@ static inline const uint8_t *k2s_literal(const uint8_t *p, const uint8_t *end, c
 
 static int k2s_key_reserved(const char *const *keys, const uint8_t *s, size_t n) {
     for (; *keys; keys++)
-        if (strlen(*keys) == n && memcmp(*keys, s, n) == 0) return 1;
+        if ((*keys)[0] == (char)s[0] && strlen(*keys) == n && memcmp(*keys, s, n) == 0) return 1;
     return 0;
 }
 
