@@ -116,6 +116,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queued_max_kbytes", _positive_int, "16384",
             "librdkafka prefetch bound per worker, KiB (queued.max.messages.kbytes)"),
     Setting("retry_max_seconds", _positive_int, "10", "longest back-off between Redis retries"),
+    Setting("commit_interval_ms", _positive_int, "1000",
+            "how often offsets are committed to Kafka, milliseconds (the ledger is the truth)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -143,6 +145,7 @@ class Settings:
     add_origin: bool
     queued_max_kbytes: int
     retry_max_seconds: int
+    commit_interval_ms: int
     kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
 
     @property

@@ -70,11 +70,13 @@ class Source:
     def consume(self, count: int, wait: float) -> list:
         return self.consumer.consume(count, wait)
 
-    def commit(self, offsets: dict[int, int]) -> None:
+    def commit(self, offsets: dict[int, int], wait: bool = False) -> None:
         """Commit next-to-read offsets; an optimisation only: the ledger is the truth."""
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
-                                 asynchronous=True)
+                                 asynchronous=not wait)
         except KafkaException as exc:
             log.warning("offset commit failed (the ledger still holds them): %s", exc)
 

@@ -52,7 +52,9 @@ class Worker:
                          Sink.ledger_name(settings.group_id, settings.topic))
         module = encoder.select(settings.encoder)
         self.encoder = module.Encoder(settings.encoder_options())
-        self.report = report or self.source.commit
+        self.report = report or self._commit_on_interval
+        self._uncommitted: dict[int, int] = {}
+        self._committed_at = time.monotonic()
         self.backoff = Backoff(settings.retry_max_seconds)
         self.pushed = self.rejected = 0
         log.info("encoder: %s", encoder.describe(module))
@@ -126,6 +128,17 @@ class Worker:
             ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
                       for r in ranges if stale.get(r.partition, -1) < r.next]
 
+    # --- offsets -------------------------------------------------------------------------
+
+    def _commit_on_interval(self, offsets: dict[int, int]) -> None:
+        """Standalone mode: commit to Kafka at most every commit_interval_ms. Committing
+        after every batch costs the broker more CPU than the bridge itself."""
+        self._uncommitted.update(offsets)
+        now = time.monotonic()
+        if now - self._committed_at >= self.settings.commit_interval_ms / 1000:
+            self.source.commit(self._uncommitted)
+            self._uncommitted, self._committed_at = {}, now
+
     # --- faults ------------------------------------------------------------------------------
 
     def _retry(self, action: Callable, what: str):
@@ -149,5 +162,6 @@ class Worker:
         return False
 
     def close(self) -> None:
+        self.source.commit(self._uncommitted, wait=True)
         self.source.close()
         self.dead.producer.flush(10)
