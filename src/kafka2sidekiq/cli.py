@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("K2S_LOG_FORMAT", "text"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the bridge on this host (all partitions of the topic)")
+    run = sub.add_parser("run", help="run the bridge on this host: supervisor, coordinator and workers")
     _settings_flags(run)
 
     work = sub.add_parser("worker", help="one worker on chosen partitions, no group membership (debugging)")
@@ -68,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _logging(fmt: str, role: str) -> None:
+    logging.root.handlers.clear()
     if fmt == "json":
         layout = ('{"time":"%(asctime)s","level":"%(levelname)s","role":"' + role +
                   '","pid":%(process)d,"message":%(message_json)s}')
@@ -84,7 +85,7 @@ def _logging(fmt: str, role: str) -> None:
                             format=f"%(asctime)s %(levelname)s {role}[%(process)d] %(message)s")
 
 
-def _run_worker(settings: config.Settings, partitions: list[int] | None) -> int:
+def _run_worker(settings: config.Settings, partitions: list[int]) -> int:
     from .worker import Worker
 
     stopping = []
@@ -152,4 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return config.EXIT_CONFIG
     if args.command == "push":
         return _push(args, settings)
-    return _run_worker(settings, args.partitions if args.command == "worker" else None)
+    if args.command == "run":
+        from .supervisor import Supervisor
+        print(f"kafka2sidekiq {__version__}: {settings.topic}@{settings.bootstrap_servers} -> "
+              f"{config.redact(settings.redis_url)} with {settings.workers} worker(s) "
+              f"(dead letters: {settings.dead_letter_topic})", flush=True)
+        return Supervisor(settings, lambda role: _logging(args.log_format, role)).run()
+    return _run_worker(settings, args.partitions)

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retry_max_seconds", _positive_int, "10", "longest back-off between Redis retries"),
     Setting("commit_interval_ms", _positive_int, "1000",
             "how often offsets are committed to Kafka, milliseconds (the ledger is the truth)"),
+    Setting("instance_id", str, "", "static group.instance.id of this host (empty: the host name)"),
+    Setting("session_timeout_ms", _positive_int, "30000", "Kafka group session timeout, milliseconds"),
+    Setting("liveness_seconds", _positive_int, "30", "a child that makes no progress this long is replaced"),
+    Setting("graceful_seconds", _positive_int, "30", "longest graceful shutdown before SIGKILL"),
+    Setting("boot_seconds", _positive_int, "15", "longest a worker waits for Redis and Kafka at start"),
+    Setting("crash_budget", _positive_int, "5", "boot failures in a row of one slot before giving up"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -146,6 +152,12 @@ class Settings:
     queued_max_kbytes: int
     retry_max_seconds: int
     commit_interval_ms: int
+    instance_id: str
+    session_timeout_ms: int
+    liveness_seconds: int
+    graceful_seconds: int
+    boot_seconds: int
+    crash_budget: int
     kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
 
     @property

@@ -41,9 +41,14 @@ def ranges_of(items: list[tuple]) -> list[Range]:
     return [Range(p, first[p], last[p] + 1) for p in first]
 
 
+class BootError(Exception):
+    """The worker could not start: Redis or Kafka unreachable or misconfigured."""
+
+
 class Worker:
     def __init__(self, settings: Settings, should_stop: Callable[[], bool] = lambda: False,
-                 report: Callable[[dict[int, int]], None] | None = None) -> None:
+                 report: Callable[[dict[int, int]], None] | None = None,
+                 beat: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.should_stop = should_stop
         self.source = Source(settings)
@@ -53,6 +58,9 @@ class Worker:
         module = encoder.select(settings.encoder)
         self.encoder = module.Encoder(settings.encoder_options())
         self.report = report or self._commit_on_interval
+        self.beat = beat
+        self.quiet: Callable[[], bool] = lambda: False  # TSTP: stop fetching, keep the partitions
+        self.position: dict[int, int] = {}  # partition -> next offset to read
         self._uncommitted: dict[int, int] = {}
         self._committed_at = time.monotonic()
         self.backoff = Backoff(settings.retry_max_seconds)
@@ -61,24 +69,60 @@ class Worker:
 
     # --- start ---------------------------------------------------------------------
 
-    def start(self, partitions: list[int] | None) -> dict[int, int]:
-        """Assign ``partitions`` (all of the topic's when None) at their resume offsets."""
-        partitions = partitions if partitions is not None else self.source.partitions()
-        committed = self.source.committed(partitions)
-        ledger = self._retry(lambda: self.sink.ledger(partitions), "read the ledger")
-        start = {p: max(committed.get(p, -1), ledger.get(p, 0)) for p in partitions}
-        self.source.assign({p: o if o > 0 else -2 for p, o in start.items()})
-        log.info("assigned %s partition(s) of %s from %s", len(partitions), self.settings.topic,
-                 ", ".join(f"{p}@{o}" for p, o in sorted(start.items())) or "nothing")
-        return start
+    def boot(self) -> None:
+        """Reach Redis and Kafka within boot_seconds, or raise BootError saying which."""
+        from .config import redact
+        deadline = time.monotonic() + self.settings.boot_seconds
+        while True:
+            try:
+                self.sink.client.ping()
+                break
+            except redis.AuthenticationError as exc:
+                raise BootError(f"Redis at {redact(self.settings.redis_url)} refused the credentials: {exc}") from exc
+            except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
+                if time.monotonic() >= deadline or isinstance(exc, ValueError):
+                    raise BootError(f"cannot reach Redis at {redact(self.settings.redis_url)}: {exc}") from exc
+                if self.should_stop():
+                    raise SystemExit(0)
+                self.beat()
+                time.sleep(0.5)
+        try:
+            self.source.partitions(timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise BootError(f"cannot read topic {self.settings.topic!r} from "
+                            f"{self.settings.bootstrap_servers}: {exc}") from exc
+
+    def assign(self, partitions: list[int]) -> None:
+        """Read exactly ``partitions``: kept ones from where this worker is, new ones from
+        the larger of the group's committed offset and the ledger's."""
+        partitions = sorted(set(partitions))
+        new = [p for p in partitions if p not in self.position]
+        if new:
+            committed = self.source.committed(new)
+            ledger = self._retry(lambda: self.sink.ledger(new), "read the ledger")
+            self.position.update({p: max(committed.get(p, -1), ledger.get(p, 0)) for p in new})
+        self.position = {p: self.position[p] for p in partitions}
+        self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
+        log.info("reading %d partition(s) of %s from %s", len(partitions), self.settings.topic,
+                 ", ".join(f"{p}@{o}" for p, o in self.position.items()) or "nothing")
 
     # --- the loop ------------------------------------------------------------------------
 
-    def run(self, partitions: list[int] | None = None) -> None:
-        self.start(partitions)
+    def run(self, partitions: list[int] | None = None,
+            next_plan: Callable[[], list[int] | None] = lambda: None) -> None:
+        """The loop. ``partitions``: all of the topic's when None; ``next_plan`` is asked
+        between batches for a new set of partitions (None: no change)."""
+        self.assign(partitions if partitions is not None else self.source.partitions())
         size, wait = self.settings.batch_size, self.settings.batch_wait_ms / 1000
         logged, logged_pushed = time.monotonic(), 0
         while not self.should_stop():
+            self.beat()
+            plan = next_plan()
+            if plan is not None:
+                self.assign(plan)
+            if self.quiet():
+                time.sleep(wait)
+                continue
             messages = self.source.consume(size, wait)
             if messages:
                 self.deliver([m for m in messages if m.error() is None or self._consumer_error(m)])
@@ -108,6 +152,7 @@ class Worker:
             except RedisUnavailable as exc:
                 if self.should_stop():
                     return
+                self.beat()
                 log.warning("Redis push failed, retrying the same batch: %s", exc)
                 self.backoff.sleep(self.should_stop)
                 continue
@@ -115,7 +160,9 @@ class Worker:
                 self.backoff.reset()
                 self.pushed += sum(map(len, batch.queues.values())) + len(batch.scheduled)
                 self.rejected += len(batch.rejects)
-                self.report({r.partition: r.next for r in ranges})
+                done = {r.partition: r.next for r in ranges}
+                self.position.update(done)
+                self.report(done)
                 return
             # Fencing: Redis already has some of these offsets (a zombie, or a retry after
             # an ambiguous failure). Keep only what it does not have, and send that.
@@ -124,6 +171,7 @@ class Worker:
             for r in ranges:
                 if r.partition in stale and stale[r.partition] > r.next:
                     self.source.seek(r.partition, stale[r.partition])
+                    self.position[r.partition] = stale[r.partition]
             items = [it for it in items if it[3] >= stale.get(it[2], -1)]
             ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
                       for r in ranges if stale.get(r.partition, -1) < r.next]
@@ -151,6 +199,7 @@ class Worker:
                 log.warning("could not %s, retrying: %s", what, exc)
             if self.should_stop():
                 raise SystemExit(0)
+            self.beat()
             self.backoff.sleep(self.should_stop)
 
     @staticmethod

@@ -1,0 +1,383 @@
+"""The supervisor: one per host. Forks the coordinator (the host's consumer-group member)
+and the workers, keeps every child alive, and owns the plan of which worker reads which
+of the host's partitions.
+
+It never creates a Kafka client and never starts a thread (librdkafka is not fork-safe):
+every client lives in the child that uses it. One loop, top to bottom:
+
+    signals -> reap -> respawn -> read children -> liveness -> commits -> shutdown
+
+Signals are only recorded by their handlers; the loop dispatches them:
+    TERM, INT   graceful: workers finish the batch in hand and report; the coordinator
+                commits and leaves; SIGKILL for whatever is left at graceful_seconds
+    2nd TERM/INT, QUIT   fast: SIGKILL the workers, commit what is known, stop
+    TSTP        quiet: workers stop fetching (membership and partitions are kept)
+    TTIN, TTOU  one worker more, one fewer
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import psutil
+
+from . import channel
+from .assignment import plan
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BOOT, EXIT_CRASHLOOP = 0, 1, 3, 4
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+           signal.SIGCHLD)
+COORDINATOR = channel.MAX_SLOTS - 1  # its heartbeat slot; workers use 0 .. workers-1
+BOOT_WINDOW = 10.0                   # a child that dies younger than this died at boot
+STATS_SECONDS = 60.0
+
+
+@dataclass
+class Child:
+    slot: int                 # worker slot, or COORDINATOR
+    pid: int
+    sock: object
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def role(self) -> str:
+        return "coordinator" if self.slot == COORDINATOR else f"worker {self.slot}"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, configure_child_logging=lambda role: None) -> None:
+        self.settings = settings
+        self.workers = settings.workers
+        self.configure_child_logging = configure_child_logging
+        self.heartbeats = channel.Heartbeats()
+        self.children: dict[int, Child] = {}       # slot -> live child
+        self.failures: dict[int, int] = {}         # slot -> boot failures in a row
+        self.respawn_at: dict[int, float] = {}     # slot -> when to start it again
+        self.last_error: dict[int, str] = {}
+        self.owned: set[int] = set()               # partitions Kafka gave this host
+        self.plan: dict[int, list[int]] = {}
+        self.sent_plan: dict[int, list[int]] = {}
+        self.offsets: dict[int, int] = {}          # reported by workers, not yet committed
+        self.signals: list[int] = []
+        self.stopping: str | None = None           # "graceful" or "fast"
+        self.deadline = 0.0
+        self.coordinator_stopped = False
+        self.quiet = False
+        self.exit_code = EXIT_OK
+        self.committed_at = self.stats_at = time.monotonic()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
+        for sig in HANDLED:
+            signal.signal(sig, lambda signum, frame: self.signals.append(signum))
+        log.info("supervisor %d: %d worker(s), topic %s, group %s", os.getpid(), self.workers,
+                 self.settings.topic, self.settings.group_id)
+        self.spawn(COORDINATOR)
+        for slot in range(self.workers):
+            self.spawn(slot)
+        while self.children or not self.stopping:
+            self.dispatch_signals()
+            self.reap()
+            if self.exit_code == EXIT_CRASHLOOP:
+                self.stop("fast")
+            self.respawn()
+            self.read_children(wake_read)
+            self.check_liveness()
+            self.forward_offsets()
+            self.shutdown_step()
+            self.log_stats()
+        signal.set_wakeup_fd(-1)
+        log.info("supervisor %d: stopped (exit %d)", os.getpid(), self.exit_code)
+        return self.exit_code
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def dispatch_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGCHLD:
+                continue  # reap() runs every turn
+            name = signal.Signals(sig).name
+            log.info("supervisor: %s", name)
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                self.stop("fast" if self.stopping else "graceful")
+            elif sig == signal.SIGQUIT:
+                self.stop("fast")
+            elif sig == signal.SIGTSTP:
+                self.quiet = True
+                for child in self.workers_alive():
+                    channel.send(child.sock, {"quiet": True})
+            elif sig == signal.SIGTTIN and not self.stopping:
+                self.resize(self.workers + 1)
+            elif sig == signal.SIGTTOU and not self.stopping:
+                self.resize(max(1, self.workers - 1))
+
+    def stop(self, how: str) -> None:
+        if self.stopping == "fast" or self.stopping == how:
+            return
+        self.stopping = how
+        self.deadline = time.monotonic() + (self.settings.graceful_seconds if how == "graceful" else 5)
+        for child in self.workers_alive():
+            os.kill(child.pid, signal.SIGTERM if how == "graceful" else signal.SIGKILL)
+
+    def resize(self, workers: int) -> None:
+        log.info("supervisor: %d -> %d worker(s)", self.workers, workers)
+        for slot in range(workers, self.workers):  # fewer: the highest slots leave
+            if slot in self.children:
+                os.kill(self.children[slot].pid, signal.SIGTERM)
+            self.respawn_at.pop(slot, None)
+        old = self.workers
+        self.workers = workers
+        for slot in range(old, workers):
+            self.spawn(slot)
+        self.replan()
+
+    # --- children ----------------------------------------------------------------------------
+
+    def spawn(self, slot: int) -> None:
+        parent_end, child_end = channel.pair()
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)  # no handler runs half-forked
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_FAILED
+            try:
+                parent_end.close()
+                for other in self.children.values():
+                    other.sock.close()
+                code = self.child_main(slot, child_end)
+            except BaseException:  # noqa: BLE001 - a child never returns into the parent's loop
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        child_end.close()
+        self.children[slot] = Child(slot, pid, parent_end)
+        self.heartbeats.beat(slot)
+        log.info("supervisor: started %s (pid %d)", self.children[slot].role, pid)
+        if slot != COORDINATOR and slot in self.plan:
+            self.send_plan(slot, force=True)
+
+    def child_main(self, slot: int, sock) -> int:
+        """In the child: its own signal handlers, then the role's loop. Returns the exit code."""
+        signal.set_wakeup_fd(-1)
+        stopping: list[int] = []
+        for sig in HANDLED:
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor; it decides
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        parent = os.getppid()
+        role = "coordinator" if slot == COORDINATOR else f"worker-{slot}"
+        self.configure_child_logging(role)
+
+        def should_stop() -> bool:
+            return bool(stopping) or os.getppid() != parent  # an orphan leaves
+
+        def beat() -> None:
+            self.heartbeats.beat(slot)
+
+        if slot == COORDINATOR:
+            from .coordinator import Coordinator
+            Coordinator(self.settings, sock, beat, should_stop).run()
+            return EXIT_OK
+        return run_worker(self.settings, sock, beat, should_stop)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = next((c for c in self.children.values() if c.pid == pid), None)
+            if child is None:
+                continue
+            del self.children[child.slot]
+            self.read_child(child)  # its last words: final offsets, a fatal error
+            child.sock.close()
+            code = os.waitstatus_to_exitcode(status)
+            self.on_exit(child, code)
+
+    def on_exit(self, child: Child, code: int) -> None:
+        how = f"exit {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if self.stopping or (child.slot != COORDINATOR and child.slot >= self.workers):
+            log.info("supervisor: %s (pid %d) stopped: %s", child.role, child.pid, how)
+            return
+        young = time.monotonic() - child.started < BOOT_WINDOW
+        if code == EXIT_BOOT or (young and code != 0):
+            failures = self.failures.get(child.slot, 0) + 1
+            self.failures[child.slot] = failures
+            if failures >= self.settings.crash_budget:
+                log.error("supervisor: %s failed at boot %d times in a row (last: %s); giving up",
+                          child.role, failures, self.last_error.get(child.slot, how))
+                self.exit_code = EXIT_CRASHLOOP
+                return
+            delay = min(30.0, 0.5 * 2 ** (failures - 1))
+        else:
+            self.failures[child.slot] = 0
+            delay = 0.0
+        log.warning("supervisor: %s (pid %d) died: %s; restarting in %.1fs", child.role, child.pid, how, delay)
+        self.respawn_at[child.slot] = time.monotonic() + delay
+
+    def respawn(self) -> None:
+        if self.stopping:
+            return
+        now = time.monotonic()
+        for slot, when in list(self.respawn_at.items()):
+            if when <= now:
+                del self.respawn_at[slot]
+                self.spawn(slot)
+
+    def workers_alive(self) -> list[Child]:
+        return [c for s, c in self.children.items() if s != COORDINATOR]
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def read_children(self, wake_read: int) -> None:
+        socks = {c.sock: c for c in self.children.values()}
+        ready, _, _ = select.select([wake_read, *socks], [], [], 0.2)
+        if wake_read in ready:
+            os.read(wake_read, 512)
+        for sock in ready:
+            if sock in socks:
+                self.read_child(socks[sock])
+
+    def read_child(self, child: Child) -> None:
+        for message in channel.receive(child.sock):
+            if "offsets" in message:
+                self.offsets.update({int(p): o for p, o in message["offsets"].items()})
+            if "fatal" in message:
+                self.last_error[child.slot] = message["fatal"]
+                log.error("supervisor: %s: %s", child.role, message["fatal"])
+            if "assigned" in message:
+                self.owned = set(message["assigned"])
+                self.replan()
+            if "revoked" in message:
+                gone = set(message["revoked"])
+                self.owned -= gone
+                self.replan()
+                handed = {p: o for p, o in self.offsets.items() if p in gone}
+                channel.send(child.sock, {"commit": handed, "revoke_done": True})
+                self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
+
+    def replan(self) -> None:
+        self.plan = plan(self.owned, self.workers, self.plan)
+        for slot in range(self.workers):
+            self.send_plan(slot)
+
+    def send_plan(self, slot: int, force: bool = False) -> None:
+        child = self.children.get(slot)
+        wanted = self.plan.get(slot, [])
+        if child and (force or self.sent_plan.get(slot) != wanted):
+            if channel.send(child.sock, {"assign": wanted, "quiet": self.quiet}):
+                self.sent_plan[slot] = wanted
+
+    def forward_offsets(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        coordinator = self.children.get(COORDINATOR)
+        if (coordinator and self.offsets
+                and now - self.committed_at >= self.settings.commit_interval_ms / 1000):
+            if channel.send(coordinator.sock, {"commit": self.offsets, "commit_now": True}):
+                self.offsets = {}
+            self.committed_at = now
+
+    # --- liveness and shutdown ------------------------------------------------------------------
+
+    def check_liveness(self) -> None:
+        limit = self.settings.liveness_seconds
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            if now - self.heartbeats.last(child.slot) > limit and now - child.started > limit:
+                log.error("supervisor: %s (pid %d) made no progress for %ds: killing it",
+                          child.role, child.pid, limit)
+                os.kill(child.pid, signal.SIGKILL)
+                child.started = now  # once; reap() restarts it
+
+    def shutdown_step(self) -> None:
+        if not self.stopping:
+            return
+        coordinator = self.children.get(COORDINATOR)
+        if coordinator and not self.workers_alive() and not self.coordinator_stopped:
+            # the workers have reported their last offsets: commit them, then leave
+            channel.send(coordinator.sock, {"commit": self.offsets})
+            self.offsets = {}
+            os.kill(coordinator.pid, signal.SIGTERM)
+            self.coordinator_stopped = True
+        if time.monotonic() > self.deadline and self.children:
+            for child in self.children.values():
+                log.error("supervisor: %s (pid %d) still running at the deadline: SIGKILL",
+                          child.role, child.pid)
+                os.kill(child.pid, signal.SIGKILL)
+            self.exit_code = self.exit_code or EXIT_FAILED
+            self.deadline = float("inf")
+
+    def log_stats(self) -> None:
+        now = time.monotonic()
+        if now - self.stats_at < STATS_SECONDS:
+            return
+        self.stats_at = now
+        for child in self.children.values():
+            try:
+                proc = psutil.Process(child.pid)
+                cpu = proc.cpu_times()
+                log.info("supervisor: %s pid %d rss %.0f MiB cpu %.1fs", child.role, child.pid,
+                         proc.memory_info().rss / 2**20, cpu.user + cpu.system)
+            except psutil.Error:
+                pass
+
+
+def run_worker(settings: Settings, sock, beat, should_stop) -> int:
+    """A worker child: boot, then the loop, taking plans from the supervisor."""
+    from .worker import BootError, Worker
+
+    quiet = []
+
+    def next_plan():
+        latest = None
+        for message in channel.receive(sock):
+            if message.get("quiet"):
+                quiet.append(1)
+            if "assign" in message:
+                latest = message["assign"]
+        return latest
+
+    def report(offsets: dict[int, int]) -> None:
+        channel.send(sock, {"offsets": offsets})
+
+    worker = Worker(settings, should_stop=lambda: should_stop(), report=report, beat=beat)
+    worker.quiet = lambda: bool(quiet)
+    try:
+        worker.boot()
+    except BootError as exc:
+        channel.send(sock, {"fatal": str(exc)})
+        return EXIT_BOOT
+    first = None
+    while first is None and not should_stop():  # the first plan, before any fetching
+        beat()
+        for message in channel.receive(sock, 0.2):
+            first = message.get("assign", first)
+            if message.get("quiet"):
+                quiet.append(1)
+    if first is None:
+        return EXIT_OK
+    try:
+        worker.run(first, next_plan)
+    finally:
+        worker.close()
+    return EXIT_OK
