@@ -4,6 +4,7 @@ real process, reading what landed in Redis. Every wait is bounded."""
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
 import os
 import signal
 import socket
@@ -136,3 +137,21 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+def assert_exactly_once_in_key_order(jobs: list[dict], produced: list[tuple[bytes, bytes]]) -> None:
+    seen = Counter(tuple(j["args"]) for j in jobs)
+    duplicates = [a for a, c in seen.items() if c > 1]
+    assert not duplicates, f"{len(duplicates)} jobs pushed twice, e.g. {duplicates[:3]}"
+    assert len({j["jid"] for j in jobs}) == len(jobs), "duplicate jid"
+    assert len(jobs) == len(produced), f"{len(jobs)} jobs in Redis, {len(produced)} produced"
+    per_key = defaultdict(list)
+    for j in jobs:
+        per_key[j["args"][0]].append(j["args"][1])
+    for key, seqs in per_key.items():
+        assert seqs == sorted(seqs), f"jobs of {key} out of produce order"
+
+
+def settle(client, key: str, expected: int, timeout: float) -> None:
+    wait_for(lambda: client.llen(key) >= expected, timeout, f"{expected} jobs in {key}")
+    time.sleep(1.0)  # nothing more may arrive

@@ -3,33 +3,15 @@ through crashes, zombies, a Redis outage and bad input."""
 
 import random
 import time
-from collections import Counter, defaultdict
 
 import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from helpers import Bridge, RedisServer, bridge_env, numbered_jobs, produce, queue_jobs, wait_for
+from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, numbered_jobs,
+                     produce, queue_jobs, settle, wait_for)
 from kafka2sidekiq._proto.job_pb2 import Job
 from conftest import SEED
-
-
-def assert_exactly_once_in_key_order(jobs: list[dict], produced: list[tuple[bytes, bytes]]) -> None:
-    seen = Counter(tuple(j["args"]) for j in jobs)
-    duplicates = [a for a, c in seen.items() if c > 1]
-    assert not duplicates, f"{len(duplicates)} jobs pushed twice, e.g. {duplicates[:3]}"
-    assert len({j["jid"] for j in jobs}) == len(jobs), "duplicate jid"
-    assert len(jobs) == len(produced), f"{len(jobs)} jobs in Redis, {len(produced)} produced"
-    per_key = defaultdict(list)
-    for j in jobs:
-        per_key[j["args"][0]].append(j["args"][1])
-    for key, seqs in per_key.items():
-        assert seqs == sorted(seqs), f"jobs of {key} out of produce order"
-
-
-def settle(client, key: str, expected: int, timeout: float) -> None:
-    wait_for(lambda: client.llen(key) >= expected, timeout, f"{expected} jobs in {key}")
-    time.sleep(1.0)  # nothing more may arrive
 
 
 def test_exactly_once_and_per_key_order(bootstrap, make_topic, redis_url, redis_client):

@@ -1,0 +1,166 @@
+"""The supervisor as a whole process tree against real Kafka and Redis: crashes,
+hangs, shutdowns and a second host, each bounded in time."""
+
+import os
+import random
+import re
+import signal
+import time
+
+import psutil
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import SEED
+from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce, queue_jobs,
+                     settle, wait_for)
+
+
+def children(bridge: Bridge) -> list[psutil.Process]:
+    try:
+        return psutil.Process(bridge.proc.pid).children()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def worker_pids(bridge: Bridge) -> list[int]:
+    return [int(pid) for pid in re.findall(r"started worker \d+ \(pid (\d+)\)", bridge.output())
+            if psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE]
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 8) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def cleanup():
+    bridges = []
+    yield bridges.append
+    for bridge in bridges:
+        for child in children(bridge):
+            child.kill()
+        bridge.kill()
+
+
+def test_random_worker_sigkills_every_two_seconds(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    topic = make_topic(8)
+    produced = numbered_jobs(1_000_000, keys=1000)
+    produce(bootstrap, topic, produced)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2, batch_size=500), "run")
+    cleanup(bridge)
+    rnd = random.Random(SEED)
+    kills = 0
+    deadline = time.monotonic() + 300
+    while redis_client.llen("queue:default") < len(produced) and time.monotonic() < deadline:
+        time.sleep(2)
+        pids = worker_pids(bridge)
+        if pids and redis_client.llen("queue:default") < len(produced):
+            os.kill(rnd.choice(pids), signal.SIGKILL)
+            kills += 1
+    settle(redis_client, "queue:default", len(produced), 60)
+    assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert kills >= 2, "the run ended before the kills: grow the test"
+    out = bridge.output()
+    assert out.count("died: signal SIGKILL") >= kills - 1
+    # the kills changed only the local plan: the group never rebalanced
+    assert out.count("coordinator[") and out.count("] assigned") == 1, out[-3000:]
+    assert "revoked" not in out.split("supervisor: SIGTERM")[0]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_coordinator_sigkill_is_respawned(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    topic = make_topic(8)
+    produced = numbered_jobs(200_000, keys=100)
+    produce(bootstrap, topic, produced)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2, batch_size=200), "run")
+    cleanup(bridge)
+    wait_for(lambda: redis_client.llen("queue:default") > 20_000, 60, "progress")
+    coordinator = int(re.search(r"started coordinator \(pid (\d+)\)", bridge.output()).group(1))
+    os.kill(coordinator, signal.SIGKILL)
+    settle(redis_client, "queue:default", len(produced), 120)
+    wait_for(lambda: bridge.output().count("started coordinator") == 2, 30, "a new coordinator")
+    assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_sigterm_under_load_then_restart(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    topic = make_topic(8)
+    produced = numbered_jobs(300_000, keys=100)
+    produce(bootstrap, topic, produced)
+    env = bridge_env(bootstrap, redis_url, topic, workers=2, batch_size=200, graceful_seconds=20)
+    bridge = Bridge(env, "run")
+    cleanup(bridge)
+    wait_for(lambda: redis_client.llen("queue:default") > 50_000, 60, "progress")
+    started = time.monotonic()
+    assert bridge.stop(timeout=30) == 0, bridge.output()[-3000:]
+    assert time.monotonic() - started < 20
+    in_redis = redis_client.llen("queue:default")
+    assert in_redis < len(produced), "finished before the SIGTERM: grow the test"
+    ledger = sum(int(v) for v in redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}").values())
+    assert ledger == in_redis == committed_total(bootstrap, f"g-{topic}", topic)
+    restarted = Bridge(env, "run")
+    cleanup(restarted)
+    settle(redis_client, "queue:default", len(produced), 120)
+    assert restarted.stop() == 0
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_hung_worker_is_replaced(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    topic = make_topic(8)
+    produced = numbered_jobs(100_000, keys=100)
+    produce(bootstrap, topic, produced[:50_000])
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2, liveness_seconds=3), "run")
+    cleanup(bridge)
+    settle(redis_client, "queue:default", 50_000, 60)
+    hung = worker_pids(bridge)[0]
+    os.kill(hung, signal.SIGSTOP)
+    wait_for(lambda: "made no progress for 3s" in bridge.output(), 30, "the hang to be seen")
+    wait_for(lambda: not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE,
+             10, "the hung worker to be killed")
+    produce(bootstrap, topic, produced[50_000:])
+    settle(redis_client, "queue:default", len(produced), 60)
+    assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_boot_failure_backs_off_then_exits_with_the_reason(bootstrap, make_topic, cleanup):
+    topic = make_topic(1)
+    env = bridge_env(bootstrap, "redis://127.0.0.1:1/0", topic, workers=1, boot_seconds=1, crash_budget=3)
+    bridge = Bridge(env, "run")
+    cleanup(bridge)
+    started = time.monotonic()
+    bridge.proc.wait(60)
+    out = bridge.output()
+    assert bridge.proc.returncode == 4, out[-3000:]
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in out
+    assert "failed at boot 3 times in a row" in out and "giving up" in out
+    assert "restarting in 0.5s" in out and "restarting in 1.0s" in out  # it backed off
+    assert time.monotonic() - started < 60
+    wait_for(lambda: not children(bridge), 10, "no child left")
+
+
+def test_two_hosts_split_then_one_takes_over(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    topic = make_topic(8)
+    produced = numbered_jobs(300_000, keys=100)
+    host = dict(workers=1, batch_size=200, session_timeout_ms=6000)
+    a = Bridge(bridge_env(bootstrap, redis_url, topic, instance_id="host-a", **host), "run")
+    cleanup(a)
+    wait_for(lambda: "] assigned" in a.output(), 30, "host a to join")
+    b = Bridge(bridge_env(bootstrap, redis_url, topic, instance_id="host-b", **host), "run")
+    cleanup(b)
+    wait_for(lambda: "] assigned" in b.output(), 60, "host b to join")
+    produce(bootstrap, topic, produced)
+    wait_for(lambda: redis_client.llen("queue:default") > 30_000, 60, "progress")
+    assert "reading" in a.output() and "reading" in b.output()
+    a_children = children(a)
+    a.kill()  # the supervisor dies; its children notice and leave
+    wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in a_children),
+             30, "host a's children to exit")
+    settle(redis_client, "queue:default", len(produced), 180)
+    assert b.stop() == 0, b.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
