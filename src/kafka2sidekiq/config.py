@@ -124,6 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("graceful_seconds", _positive_int, "30", "longest graceful shutdown before SIGKILL"),
     Setting("boot_seconds", _positive_int, "15", "longest a worker waits for Redis and Kafka at start"),
     Setting("crash_budget", _positive_int, "5", "boot failures in a row of one slot before giving up"),
+    Setting("max_worker_rss", _byte_size, "0", "recycle (gracefully) a worker above this RSS (0: never)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -158,6 +159,7 @@ class Settings:
     graceful_seconds: int
     boot_seconds: int
     crash_budget: int
+    max_worker_rss: int
     kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
 
     @property

@@ -39,6 +39,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal
 COORDINATOR = channel.MAX_SLOTS - 1  # its heartbeat slot; workers use 0 .. workers-1
 BOOT_WINDOW = 10.0                   # a child that dies younger than this died at boot
 STATS_SECONDS = 60.0
+RSS_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Supervisor:
         self.coordinator_stopped = False
         self.quiet = False
         self.exit_code = EXIT_OK
-        self.committed_at = self.stats_at = time.monotonic()
+        self.committed_at = self.stats_at = self.rss_at = time.monotonic()
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ class Supervisor:
             self.forward_offsets()
             self.shutdown_step()
             self.log_stats()
+            self.recycle_fat_workers()
         signal.set_wakeup_fd(-1)
         log.info("supervisor %d: stopped (exit %d)", os.getpid(), self.exit_code)
         return self.exit_code
@@ -340,6 +342,23 @@ class Supervisor:
                          proc.memory_info().rss / 2**20, cpu.user + cpu.system)
             except psutil.Error:
                 pass
+
+
+    def recycle_fat_workers(self) -> None:
+        """With max_worker_rss set, a worker above it finishes its batch and is replaced."""
+        limit, now = self.settings.max_worker_rss, time.monotonic()
+        if not limit or self.stopping or now - self.rss_at < RSS_CHECK_SECONDS:
+            return
+        self.rss_at = now
+        for child in self.workers_alive():
+            try:
+                rss = psutil.Process(child.pid).memory_info().rss
+            except psutil.Error:
+                continue
+            if rss > limit:
+                log.warning("supervisor: %s (pid %d) uses %.0f MiB, above %.0f MiB: recycling it",
+                            child.role, child.pid, rss / 2**20, limit / 2**20)
+                os.kill(child.pid, signal.SIGTERM)
 
 
 def run_worker(settings: Settings, sock, beat, should_stop) -> int:

@@ -164,3 +164,22 @@ def test_two_hosts_split_then_one_takes_over(bootstrap, make_topic, redis_url, r
     settle(redis_client, "queue:default", len(produced), 180)
     assert b.stop() == 0, b.output()[-3000:]
     assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_partitions_added_to_the_topic_are_picked_up(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    topic = make_topic(4)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2), "run")
+    cleanup(bridge)
+    wait_for(lambda: "assigned [0, 1, 2, 3]" in bridge.output(), 30, "the coordinator to join")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_partitions([NewPartitions(topic, 8)])[topic].result(30)
+    wait_for(lambda: "assigned [4, 5, 6, 7]" in bridge.output(), 60, "the new partitions")
+    produced = numbered_jobs(20_000, keys=200)
+    produce(bootstrap, topic, produced)
+    settle(redis_client, "queue:default", len(produced), 60)
+    assert bridge.stop() == 0, bridge.output()[-3000:]
+    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
+    assert {int(p) for p in ledger} == set(range(8)), "jobs of the new partitions were not read"
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)

@@ -1,0 +1,58 @@
+"""Signals go through the supervisor's queue and change only its state (no processes)."""
+
+import signal
+
+import pytest
+
+from kafka2sidekiq import config
+from kafka2sidekiq.supervisor import Supervisor
+
+
+@pytest.fixture
+def supervisor(monkeypatch):
+    sup = Supervisor(config.load(env={"K2S_WORKERS": "2"}))
+    spawned = []
+    monkeypatch.setattr(sup, "spawn", spawned.append)
+    sup.spawned = spawned
+    return sup
+
+
+def dispatch(sup, *signals):
+    sup.signals.extend(signals)
+    sup.dispatch_signals()
+
+
+def test_term_is_graceful_and_a_second_term_is_fast(supervisor):
+    dispatch(supervisor, signal.SIGTERM)
+    assert supervisor.stopping == "graceful"
+    dispatch(supervisor, signal.SIGTERM)
+    assert supervisor.stopping == "fast"
+
+
+def test_int_behaves_like_term_and_quit_is_fast(supervisor):
+    dispatch(supervisor, signal.SIGINT)
+    assert supervisor.stopping == "graceful"
+    dispatch(supervisor, signal.SIGQUIT)
+    assert supervisor.stopping == "fast"
+
+
+def test_ttin_and_ttou_resize_and_replan(supervisor):
+    supervisor.owned = set(range(6))
+    dispatch(supervisor, signal.SIGTTIN)
+    assert supervisor.workers == 3 and supervisor.spawned == [2]
+    assert [len(v) for v in supervisor.plan.values()] == [2, 2, 2]
+    dispatch(supervisor, signal.SIGTTOU, signal.SIGTTOU, signal.SIGTTOU)
+    assert supervisor.workers == 1  # never below one
+    assert supervisor.plan == {0: [0, 1, 2, 3, 4, 5]}
+
+
+def test_tstp_is_quiet_and_resizing_stops_when_stopping(supervisor):
+    dispatch(supervisor, signal.SIGTSTP)
+    assert supervisor.quiet and supervisor.stopping is None
+    dispatch(supervisor, signal.SIGTERM, signal.SIGTTIN)
+    assert supervisor.workers == 2 and supervisor.spawned == []
+
+
+def test_sigchld_alone_changes_nothing(supervisor):
+    dispatch(supervisor, signal.SIGCHLD)
+    assert supervisor.stopping is None and supervisor.workers == 2
