@@ -1,7 +1,8 @@
 """Command line: ``kafka2sidekiq run | worker | push``.
 
 Every setting is a flag too (``--batch-size``) and an environment variable
-(``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 78 configuration.
+(``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
+not boot, 4 crash loop, 78 configuration.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_namespace", str, "", "key prefix of a namespaced Sidekiq 6 install (empty: none)"),
     Setting("batch_size", _positive_int, "1000", "most messages consumed and pushed at once"),
     Setting("batch_wait_ms", _positive_int, "20", "longest wait to fill a batch, milliseconds"),
+    Setting("batch_max_bytes", _byte_size, "16mb", "most message bytes pushed to Redis at once"),
     Setting("workers", _positive_int, str(os.cpu_count() or 1), "worker processes on this host"),
     Setting("timestamps", _choice(TIMESTAMPS_FLOAT, TIMESTAMPS_MS), TIMESTAMPS_FLOAT,
             "created_at/enqueued_at: float seconds (Sidekiq 6, 7, 8) or ms (8 only)"),
@@ -141,6 +142,7 @@ class Settings:
     redis_namespace: str
     batch_size: int
     batch_wait_ms: int
+    batch_max_bytes: int
     workers: int
     timestamps: str
     encoder: str

@@ -41,6 +41,20 @@ def ranges_of(items: list[tuple]) -> list[Range]:
     return [Range(p, first[p], last[p] + 1) for p in first]
 
 
+def chunks(messages: list, max_bytes: int):
+    """Consecutive runs of ``messages`` whose values add up to at most ``max_bytes`` (a
+    larger message travels alone): the bound on bytes in flight to Redis."""
+    start, size = 0, 0
+    for i, m in enumerate(messages):
+        n = len(m.value() or b"")
+        if size + n > max_bytes and i > start:
+            yield messages[start:i]
+            start, size = i, 0
+        size += n
+    if start < len(messages):
+        yield messages[start:]
+
+
 class BootError(Exception):
     """The worker could not start: Redis or Kafka unreachable or misconfigured."""
 
@@ -125,7 +139,9 @@ class Worker:
                 continue
             messages = self.source.consume(size, wait)
             if messages:
-                self.deliver([m for m in messages if m.error() is None or self._consumer_error(m)])
+                good = [m for m in messages if m.error() is None or self._consumer_error(m)]
+                for chunk in chunks(good, self.settings.batch_max_bytes):
+                    self.deliver(chunk)
             now = time.monotonic()
             if now - logged >= PROGRESS_LOG_SECONDS:
                 log.info("pushed %d jobs (%.0f/s), %d rejected", self.pushed,
