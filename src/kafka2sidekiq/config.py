@@ -39,6 +39,21 @@ def _byte_size(raw: str) -> int:
     return int(m.group(1)) * {None: 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}[m.group(2)]
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _mark(raw: str) -> tuple[str, float]:
+    """A limiter mark: '80%' -> ('fraction', 0.8) of maxmemory; '512mb' -> ('bytes', …)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", raw)
+    if m and 0 < float(m.group(1)) <= 100:
+        return "fraction", float(m.group(1)) / 100
+    return "bytes", float(_byte_size(raw))
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in options:
@@ -66,6 +81,8 @@ _EXPECTED = {
     _positive_int: "a whole number above 0",
     _byte_size: "a size such as 65536, 512kb, 64mb or 1gb",
     _name_list: "a comma-separated list of names",
+    _non_negative_int: "a whole number, 0 or more",
+    _mark: "a share of Redis maxmemory such as 80%, or a size such as 512mb",
     _flag: "true or false",
     str: "text",
 }
@@ -126,6 +143,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("boot_seconds", _positive_int, "15", "longest a worker waits for Redis and Kafka at start"),
     Setting("crash_budget", _positive_int, "5", "boot failures in a row of one slot before giving up"),
     Setting("max_worker_rss", _byte_size, "0", "recycle (gracefully) a worker above this RSS (0: never)"),
+    Setting("limiter_high", _mark, "80%", "pause consuming when Redis used_memory reaches this"),
+    Setting("limiter_low", _mark, "70%", "resume when used_memory is back below this"),
+    Setting("limiter_max_queue", _non_negative_int, "0", "also pause at this many jobs queued (0: off)"),
+    Setting("limiter_max_latency_seconds", _non_negative_int, "0",
+            "also pause when the oldest queued job is this old (0: off)"),
+    Setting("limiter_interval_ms", _positive_int, "200", "how often the limiter polls Redis, milliseconds"),
+    Setting("limiter_stale_ms", _positive_int, "2000", "workers pause when the verdict is older than this"),
+    Setting("limiter_jitter_ms", _non_negative_int, "500", "random delay before resuming, at most"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -162,6 +187,13 @@ class Settings:
     boot_seconds: int
     crash_budget: int
     max_worker_rss: int
+    limiter_high: tuple[str, float]
+    limiter_low: tuple[str, float]
+    limiter_max_queue: int
+    limiter_max_latency_seconds: int
+    limiter_interval_ms: int
+    limiter_stale_ms: int
+    limiter_jitter_ms: int
     kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
 
     @property
@@ -200,6 +232,10 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
     values["kafka"] = {k[len(KAFKA_PASSTHROUGH):].lower().replace("_", "."): v
                        for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH)}
     settings = Settings(**values)
+    high, low = settings.limiter_high, settings.limiter_low
+    if high[0] == low[0] and low[1] >= high[1]:
+        raise ConfigError(f"K2S_LIMITER_LOW must be below K2S_LIMITER_HIGH "
+                          f"({env.get('K2S_LIMITER_LOW', '70%')!r} is not below {env.get('K2S_LIMITER_HIGH', '80%')!r})")
     try:
         settings.encoder_options()
     except ValueError as exc:

@@ -64,6 +64,12 @@ class Source:
         self.consumer.assign([TopicPartition(self.topic, p, o if o >= 0 else -2)
                               for p, o in sorted(start.items())])
 
+    def pause(self) -> None:
+        self.consumer.pause(self.consumer.assignment())
+
+    def resume(self) -> None:
+        self.consumer.resume(self.consumer.assignment())
+
     def seek(self, partition: int, offset: int) -> None:
         self.consumer.seek(TopicPartition(self.topic, partition, offset))
 

@@ -5,7 +5,7 @@ of the host's partitions.
 It never creates a Kafka client and never starts a thread (librdkafka is not fork-safe):
 every client lives in the child that uses it. One loop, top to bottom:
 
-    signals -> reap -> respawn -> read children -> liveness -> commits -> shutdown
+    signals -> reap -> respawn -> read children -> limiter -> liveness -> commits -> shutdown
 
 Signals are only recorded by their handlers; the loop dispatches them:
     TERM, INT   graceful: workers finish the batch in hand and report; the coordinator
@@ -13,6 +13,9 @@ Signals are only recorded by their handlers; the loop dispatches them:
     2nd TERM/INT, QUIT   fast: SIGKILL the workers, commit what is known, stop
     TSTP        quiet: workers stop fetching (membership and partitions are kept)
     TTIN, TTOU  one worker more, one fewer
+
+It also runs the host's limiter (limiter.py): a Redis poller whose verdict the workers
+read from a shared page.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import psutil
 from . import channel
 from .assignment import plan
 from .config import Settings
+from .limiter import Budget, Limiter, Page
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class Supervisor:
         self.workers = settings.workers
         self.configure_child_logging = configure_child_logging
         self.heartbeats = channel.Heartbeats()
+        self.page = Page()
+        self.limiter = Limiter(settings, self.page)
         self.children: dict[int, Child] = {}       # slot -> live child
         self.failures: dict[int, int] = {}         # slot -> boot failures in a row
         self.respawn_at: dict[int, float] = {}     # slot -> when to start it again
@@ -96,6 +102,7 @@ class Supervisor:
                 self.stop("fast")
             self.respawn()
             self.read_children(wake_read)
+            self.limiter.poll()
             self.check_liveness()
             self.forward_offsets()
             self.shutdown_step()
@@ -142,7 +149,7 @@ class Supervisor:
                 os.kill(self.children[slot].pid, signal.SIGTERM)
             self.respawn_at.pop(slot, None)
         old = self.workers
-        self.workers = workers
+        self.workers = self.limiter.workers = workers
         for slot in range(old, workers):
             self.spawn(slot)
         self.replan()
@@ -197,7 +204,7 @@ class Supervisor:
             from .coordinator import Coordinator
             Coordinator(self.settings, sock, beat, should_stop).run()
             return EXIT_OK
-        return run_worker(self.settings, sock, beat, should_stop)
+        return run_worker(self.settings, sock, beat, should_stop, self.page)
 
     def reap(self) -> None:
         while True:
@@ -361,7 +368,7 @@ class Supervisor:
                 os.kill(child.pid, signal.SIGTERM)
 
 
-def run_worker(settings: Settings, sock, beat, should_stop) -> int:
+def run_worker(settings: Settings, sock, beat, should_stop, page: Page) -> int:
     """A worker child: boot, then the loop, taking plans from the supervisor."""
     from .worker import BootError, Worker
 
@@ -381,6 +388,10 @@ def run_worker(settings: Settings, sock, beat, should_stop) -> int:
 
     worker = Worker(settings, should_stop=lambda: should_stop(), report=report, beat=beat)
     worker.quiet = lambda: bool(quiet)
+    budget = Budget(page, settings.limiter_stale_ms / 1000)
+    worker.limited = budget.exhausted
+    worker.spent = budget.spend
+    worker.on_oom = page.report_oom
     try:
         worker.boot()
     except BootError as exc:

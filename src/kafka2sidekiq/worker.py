@@ -74,6 +74,10 @@ class Worker:
         self.report = report or self._commit_on_interval
         self.beat = beat
         self.quiet: Callable[[], bool] = lambda: False  # TSTP: stop fetching, keep the partitions
+        self.limited: Callable[[], bool] = lambda: False  # the limiter's verdict and budget
+        self.spent: Callable[[int], None] = lambda payload_bytes: None
+        self.on_oom: Callable[[], None] = lambda: None
+        self._held = False  # partitions paused for the limiter
         self.position: dict[int, int] = {}  # partition -> next offset to read
         self._uncommitted: dict[int, int] = {}
         self._committed_at = time.monotonic()
@@ -117,6 +121,8 @@ class Worker:
             self.position.update({p: max(committed.get(p, -1), ledger.get(p, 0)) for p in new})
         self.position = {p: self.position[p] for p in partitions}
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
+        if self._held:
+            self.source.pause()
         log.info("reading %d partition(s) of %s from %s", len(partitions), self.settings.topic,
                  ", ".join(f"{p}@{o}" for p, o in self.position.items()) or "nothing")
 
@@ -137,6 +143,10 @@ class Worker:
             if self.quiet():
                 time.sleep(wait)
                 continue
+            held = self.limited()
+            if held != self._held:  # pause or resume fetching; keep serving librdkafka
+                (self.source.pause if held else self.source.resume)()
+                self._held = held
             messages = self.source.consume(size, wait)
             if messages:
                 good = [m for m in messages if m.error() is None or self._consumer_error(m)]
@@ -169,12 +179,16 @@ class Worker:
                 if self.should_stop():
                     return
                 self.beat()
+                if str(exc).startswith("OOM"):
+                    self.on_oom()
                 log.warning("Redis push failed, retrying the same batch: %s", exc)
                 self.backoff.sleep(self.should_stop)
                 continue
             if not stale:
                 self.backoff.reset()
                 self.pushed += sum(map(len, batch.queues.values())) + len(batch.scheduled)
+                self.spent(sum(len(p) for ps in batch.queues.values() for p in ps) +
+                           sum(len(p) for _, p in batch.scheduled))
                 self.rejected += len(batch.rejects)
                 done = {r.partition: r.next for r in ranges}
                 self.position.update(done)

@@ -1,0 +1,108 @@
+"""The limiter's decisions, with a fake Redis (the system tests use a real one)."""
+
+import redis
+
+from kafka2sidekiq import config
+from kafka2sidekiq.limiter import Limiter, Page
+
+
+class FakeRedis:
+    def __init__(self, used=0, maxmemory=1000):
+        self.used, self.maxmemory, self.down = used, maxmemory, False
+
+    def info(self, section):
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        return {"used_memory": self.used, "maxmemory": self.maxmemory}
+
+    def config_get(self, name):
+        return {"maxmemory-policy": "noeviction"}
+
+
+def limiter(**env):
+    settings = config.load(env={"K2S_LIMITER_JITTER_MS": "0", **{f"K2S_{k.upper()}": v for k, v in env.items()}})
+    page = Page()
+    lim = Limiter(settings, page)
+    lim.client = FakeRedis()
+    return lim, page
+
+
+def step(lim, used, now):
+    lim.client.used = used
+    lim.poll(now)
+    return lim.paused
+
+
+def test_pauses_at_high_resumes_below_low_without_flapping():
+    lim, page = limiter()  # 80% / 70% of maxmemory 1000
+    t = iter(range(1, 1000))
+    assert not step(lim, 500, next(t))
+    assert step(lim, 800, next(t)) and page.paused(60)
+    # hovering between the marks: stays paused, no flapping
+    for used in (790, 760, 799, 720, 701, 795):
+        assert step(lim, used, next(t))
+    assert not step(lim, 699, next(t)) and not page.paused(60)
+    for used in (705, 790, 750):  # and stays running until the high mark again
+        assert not step(lim, used, next(t))
+    assert lim.transitions == 2
+
+
+def test_absolute_marks():
+    lim, _ = limiter(limiter_high="512kb", limiter_low="256kb")
+    assert step(lim, 600 * 1024, 1) and not step(lim, 255 * 1024, 2)
+
+
+def test_no_maxmemory_means_fraction_marks_are_off():
+    lim, _ = limiter()
+    lim.client.maxmemory = 0
+    assert not step(lim, 10 ** 12, 1)
+
+
+def test_redis_that_cannot_be_polled_means_pause_then_resume():
+    lim, page = limiter()
+    lim.client.down = True
+    assert step(lim, 0, 1) and page.paused(60)
+    lim.client.down = False
+    assert not step(lim, 0, 2)
+
+
+def test_an_oom_reply_pauses_at_once():
+    lim, page = limiter()
+    assert not step(lim, 100, 1)
+    page.report_oom()
+    assert step(lim, 100, 2)  # memory looks fine, but Redis said OOM
+    assert not step(lim, 100, 3)  # below low: back to running
+
+
+def test_resume_waits_a_random_moment():
+    lim, _ = limiter(limiter_jitter_ms="1000")
+    assert step(lim, 900, 1.0)
+    lim.client.used = 100
+    t = 1.0
+    while lim.paused and t < 6:
+        t += 0.2
+        lim.poll(t)
+    assert not lim.paused and t <= 2.4  # resumed within the jitter (plus one interval)
+
+
+def test_a_stale_verdict_means_pause():
+    page = Page()
+    page.publish(False)
+    assert not page.paused(60)
+    assert page.paused(-1)  # older than the limit
+
+
+def test_a_worker_spends_at_most_its_share_of_the_headroom_per_verdict():
+    from kafka2sidekiq.limiter import Budget
+    page = Page()
+    page.publish(False, headroom=1000.0, workers=2)  # 500 bytes each
+    budget = Budget(page, stale_seconds=60)
+    assert not budget.exhausted()
+    budget.spend(300)  # counts 375 with Redis overhead
+    assert not budget.exhausted()
+    budget.spend(300)
+    assert budget.exhausted()  # over its share: wait for the next verdict
+    page.publish(False, headroom=1000.0, workers=2)
+    assert not budget.exhausted()  # a fresh verdict, a fresh share
+    page.publish(True, headroom=1000.0, workers=2)
+    assert budget.exhausted()
