@@ -50,6 +50,9 @@ cdef extern from "k2s_wire.h":
     size_t k2s_write_u64(char *out, uint64_t v)
     size_t k2s_write_i64(char *out, int64_t v)
     size_t k2s_write_ms_as_seconds(char *out, int64_t ms)
+    char *k2s_write_job(char *w, const k2s_job *job, const char *jid, const char *created,
+                        size_t created_len, const char *topic, size_t topic_len,
+                        int64_t partition, int64_t offset)
 
 # Reason codes, by their place in the reference's REASONS (the one list of them).
 cdef int R_OK = -1
@@ -196,6 +199,11 @@ cdef class Encoder:
         cdef int64_t last_ts = -1
         cdef char ts_text[48]
         cdef size_t ts_n = 0
+        cdef char jid_buf[24]
+        cdef char created_buf[64]
+        cdef const char *jid
+        cdef const char *created
+        cdef size_t created_n
 
         for item in messages:
             value, timestamp_ms, partition, offset = item
@@ -211,60 +219,29 @@ cdef class Encoder:
                 continue
             is_scheduled = job.has_at and job.at > now_s
             self.grow(n + topic_n + FIXED_ROOM)
-            w = self.buf
 
-            # {"retry":…,"queue":"…"
-            w = put_lit(w, b'{"retry":')
-            if job.retry_kind == 0 or (job.retry_kind == 1 and job.retry_value):
-                w = put_lit(w, b'true')
-            elif job.retry_kind == 1:
-                w = put_lit(w, b'false')
-            else:
-                w += k2s_write_u64(w, job.retry_value)
-            w = put_lit(w, b',"queue":"')
-            w = put(w, job.queue, job.queue_len)
-            w = put_lit(w, b'"')
-            if self.add_origin:
-                w = put_lit(w, b',"k2s_origin":"')
-                w = put(w, topic_p, topic_n)
-                w = put_lit(w, b'/')
-                w += k2s_write_i64(w, partition)
-                w = put_lit(w, b'/')
-                w += k2s_write_i64(w, offset)
-                w = put_lit(w, b'"')
-            if job.extra_len:
-                w = put_lit(w, b',')
-                w = put(w, job.extra, job.extra_len)
-            w = put_lit(w, b',"class":"')
-            w = put(w, job.job_class, job.job_class_len)
-            w = put_lit(w, b'"')
-            if job.wrapped_len:
-                w = put_lit(w, b',"wrapped":"')
-                w = put(w, job.wrapped, job.wrapped_len)
-                w = put_lit(w, b'"')
-            w = put_lit(w, b',"args":')
-            w = put(w, job.args, job.args_len)
-            w = put_lit(w, b',"jid":"')
+            # the jid: the producer's, or derived from the origin, or the next random one
             if k2s_jid_valid(job.jid, job.jid_len):
-                w = put(w, job.jid, 24)
+                jid = <const char *>job.jid
             elif self.jid_origin:
                 if partition != last_partition:
                     last_partition = partition
                     key = f"{topic}/{partition}".encode()
                     origin_seed = k2s_fnv1a64(<const uint8_t *>PyBytes_AS_STRING(key),
                                               <size_t>PyBytes_GET_SIZE(key))
-                k2s_jid_at(origin_seed + 2 * <uint64_t>offset * K2S_GAMMA, w)
-                w += 24
+                k2s_jid_at(origin_seed + 2 * <uint64_t>offset * K2S_GAMMA, jid_buf)
+                jid = jid_buf
             else:
-                k2s_jid_at(self.state, w)
+                k2s_jid_at(self.state, jid_buf)
                 self.state += 2 * K2S_GAMMA
-                w += 24
-            w = put_lit(w, b'","created_at":')
+                jid = jid_buf
+            # created_at: the producer's time, else the Kafka timestamp (formatted once)
             if job.has_created_at:
+                created = created_buf
                 if self.ms:
-                    w += k2s_write_i64(w, <int64_t>(job.created_at * 1000.0))
+                    created_n = k2s_write_i64(created_buf, <int64_t>(job.created_at * 1000.0))
                 else:
-                    w = put_double(w, job.created_at)
+                    created_n = <size_t>(put_double(created_buf, job.created_at) - created_buf)
             else:
                 if timestamp_ms < 0:
                     timestamp_ms = now_ms
@@ -274,7 +251,10 @@ cdef class Encoder:
                         ts_n = k2s_write_i64(ts_text, timestamp_ms)
                     else:
                         ts_n = <size_t>(put_ms_as_seconds(ts_text, timestamp_ms) - ts_text)
-                w = put(w, ts_text, ts_n)
+                created, created_n = ts_text, ts_n
+            w = k2s_write_job(self.buf, &job, jid, created, created_n,
+                              <const char *>topic_p if self.add_origin else NULL, topic_n,
+                              partition, offset)
 
             if is_scheduled:
                 w = put_lit(w, b'}')

@@ -28,17 +28,22 @@ static const uint8_t k2s_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "k2s_special8 reads words little-endian: port it before building on this machine"
+#endif
+
 #define K2S_ONES 0x0101010101010101ULL
 #define K2S_HIGHS 0x8080808080808080ULL
 
-/* Whether any of the 8 bytes in v is not plain: a control character (< 0x20), '"',
- * '\\' or a byte of a UTF-8 sequence (>= 0x80). Exact for "any". */
-static inline int k2s_special8(uint64_t v) {
+/* A mask with the high bit set in the bytes of v (little-endian) that are not plain: a
+ * control character (< 0x20), '"', '\\' or a byte of a UTF-8 sequence (>= 0x80). Borrows
+ * only run upwards, so the lowest set bit always marks the first such byte exactly. */
+static inline uint64_t k2s_special8(uint64_t v) {
     uint64_t control = (v - 0x20 * K2S_ONES) & ~v;
     uint64_t quote = v ^ (0x22 * K2S_ONES), backslash = v ^ (0x5C * K2S_ONES);
     quote = (quote - K2S_ONES) & ~quote;
     backslash = (backslash - K2S_ONES) & ~backslash;
-    return ((control | quote | backslash | v) & K2S_HIGHS) != 0;
+    return (control | quote | backslash | v) & K2S_HIGHS;
 }
 
 static inline const uint8_t *k2s_space(const uint8_t *p, const uint8_t *end) {
@@ -90,10 +95,13 @@ static int k2s_hex4(const uint8_t *p, unsigned *out) {
  * quote, or NULL. Sets *escaped when the string holds a backslash. */
 static const uint8_t *k2s_string(const uint8_t *p, const uint8_t *end, int *escaped) {
     for (;;) {
-        uint64_t word;
+        uint64_t word, special;
         while (end - p >= 8) {  /* plain text, eight bytes at a time */
             memcpy(&word, p, 8);
-            if (k2s_special8(word)) break;
+            if ((special = k2s_special8(word))) {
+                p += __builtin_ctzll(special) >> 3;  /* straight to the first special byte */
+                break;
+            }
             p += 8;
         }
         while (p < end && k2s_plain[*p]) p++;

@@ -180,4 +180,55 @@ static inline size_t k2s_write_ms_as_seconds(char *out, int64_t ms) {
     return n + (size_t)keep;
 }
 
+/* --- the payload, in the order Rails writes its keys (encoder_py.Encoder.encode_one) --- */
+
+#define K2S_PUT(w, lit) (memcpy((w), (lit), sizeof(lit) - 1), (w) += sizeof(lit) - 1)
+
+static inline char *k2s_put(char *w, const void *s, size_t n) {
+    memcpy(w, s, n);
+    return w + n;
+}
+
+/* Everything from '{' to just before ',"enqueued_at"' (or the closing brace of a
+ * scheduled job). `jid` is 24 characters; with a `topic`, k2s_origin is written too. */
+static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, const char *created,
+                           size_t created_len, const char *topic, size_t topic_len,
+                           int64_t partition, int64_t offset) {
+    K2S_PUT(w, "{\"retry\":");
+    if (job->retry_kind == 0 || (job->retry_kind == 1 && job->retry_value)) K2S_PUT(w, "true");
+    else if (job->retry_kind == 1) K2S_PUT(w, "false");
+    else w += k2s_write_u64(w, job->retry_value);
+    K2S_PUT(w, ",\"queue\":\"");
+    w = k2s_put(w, job->queue, job->queue_len);
+    K2S_PUT(w, "\"");
+    if (topic) {
+        K2S_PUT(w, ",\"k2s_origin\":\"");
+        w = k2s_put(w, topic, topic_len);
+        K2S_PUT(w, "/");
+        w += k2s_write_i64(w, partition);
+        K2S_PUT(w, "/");
+        w += k2s_write_i64(w, offset);
+        K2S_PUT(w, "\"");
+    }
+    if (job->extra_len) {
+        K2S_PUT(w, ",");
+        w = k2s_put(w, job->extra, job->extra_len);
+    }
+    K2S_PUT(w, ",\"class\":\"");
+    w = k2s_put(w, job->job_class, job->job_class_len);
+    K2S_PUT(w, "\"");
+    if (job->wrapped_len) {
+        K2S_PUT(w, ",\"wrapped\":\"");
+        w = k2s_put(w, job->wrapped, job->wrapped_len);
+        K2S_PUT(w, "\"");
+    }
+    K2S_PUT(w, ",\"args\":");
+    w = k2s_put(w, job->args, job->args_len);
+    K2S_PUT(w, ",\"jid\":\"");
+    memcpy(w, jid, 24);
+    w += 24;
+    K2S_PUT(w, "\",\"created_at\":");
+    return k2s_put(w, created, created_len);
+}
+
 #endif
