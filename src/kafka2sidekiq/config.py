@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .sidekiq import TIMESTAMPS_FLOAT, TIMESTAMPS_MS
@@ -157,45 +158,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 KAFKA_PASSTHROUGH = "K2S_KAFKA_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    bootstrap_servers: str
-    topic: str
-    group_id: str
-    dlq_topic: str
-    redis_url: str
-    redis_namespace: str
-    batch_size: int
-    batch_wait_ms: int
-    batch_max_bytes: int
-    workers: int
-    timestamps: str
-    encoder: str
-    default_queue: str
-    class_allow: frozenset[str] | None
-    queue_allow: frozenset[str] | None
-    max_message_bytes: int
-    jid_mode: str
-    add_origin: bool
-    queued_max_kbytes: int
-    retry_max_seconds: int
-    commit_interval_ms: int
-    instance_id: str
-    session_timeout_ms: int
-    liveness_seconds: int
-    graceful_seconds: int
-    boot_seconds: int
-    crash_budget: int
-    max_worker_rss: int
-    limiter_high: tuple[str, float]
-    limiter_low: tuple[str, float]
-    limiter_max_queue: int
-    limiter_max_latency_seconds: int
-    limiter_interval_ms: int
-    limiter_stale_ms: int
-    limiter_jitter_ms: int
-    kafka: Mapping[str, str] = field(default_factory=dict)  # librdkafka passthrough
-
+class _SettingsMethods:
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.topic}.dlq"
@@ -208,9 +171,17 @@ class Settings:
             max_message_bytes=self.max_message_bytes, jid=self.jid_mode, add_origin=self.add_origin)
 
     def replace(self, **changes: Any) -> "Settings":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Settings(**values)
+        return dataclasses.replace(self, **changes)
+
+
+# The frozen settings object: one field per declaration above, plus the librdkafka
+# passthrough. Built from SETTINGS so that a setting is declared in one place only.
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(s.name, Any) for s in SETTINGS] + [("kafka", Mapping[str, str], field(default_factory=dict))],
+    bases=(_SettingsMethods,), frozen=True,
+)
+Settings.__module__ = __name__
 
 
 def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None = None) -> Settings:
