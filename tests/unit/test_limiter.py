@@ -106,3 +106,60 @@ def test_a_worker_spends_at_most_its_share_of_the_headroom_per_verdict():
     assert not budget.exhausted()  # a fresh verdict, a fresh share
     page.publish(True, headroom=1000.0, workers=2)
     assert budget.exhausted()
+
+
+class FakeQueues(FakeRedis):
+    """Adds the queues set and the lists the depth and latency marks read."""
+
+    def __init__(self, lists):
+        super().__init__(used=0, maxmemory=0)
+        self.lists = lists  # queue name -> payloads, newest first (as LPUSH leaves them)
+
+    def smembers(self, key):
+        assert key == "queues"
+        return {name.encode() for name in self.lists}
+
+    def pipeline(self, transaction=False):
+        fake, calls = self, []
+
+        class Pipe:
+            def llen(self, key):
+                calls.append(len(fake.lists[key.split(":", 1)[1]]))
+
+            def lindex(self, key, index):
+                items = fake.lists[key.split(":", 1)[1]]
+                calls.append(items[index] if items else None)
+
+            def execute(self):
+                return calls
+        return Pipe()
+
+
+def job_enqueued(seconds_ago: float, ms: bool = False) -> bytes:
+    import json
+    import time
+    at = time.time() - seconds_ago
+    return json.dumps({"class": "A", "enqueued_at": int(at * 1000) if ms else at}).encode()
+
+
+def test_queue_depth_mark_with_hysteresis():
+    lim, _ = limiter(limiter_max_queue="100")
+    lim.client = FakeQueues({"a": [b"{}"] * 60, "b": [b"{}"] * 40})
+    lim.poll(1)
+    assert lim.paused and "100 jobs queued" in lim.reason
+    lim.client.lists = {"a": [b"{}"] * 60, "b": [b"{}"] * 35}  # 95: above 90% of the mark
+    lim.poll(2)
+    assert lim.paused
+    lim.client.lists = {"a": [b"{}"] * 50, "b": []}
+    lim.poll(3)
+    assert not lim.paused
+
+
+def test_oldest_job_age_mark_reads_seconds_and_milliseconds():
+    lim, _ = limiter(limiter_max_latency_seconds="30")
+    lim.client = FakeQueues({"a": [job_enqueued(1), job_enqueued(45, ms=True)]})  # the oldest is last
+    lim.poll(1)
+    assert lim.paused and "oldest job" in lim.reason
+    lim.client.lists = {"a": [job_enqueued(1), job_enqueued(5)]}
+    lim.poll(2)
+    assert not lim.paused
