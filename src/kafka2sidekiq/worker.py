@@ -199,9 +199,11 @@ class Worker:
             log.warning("ledger is ahead for partition(s) %s: re-sending only what is missing",
                         ", ".join(f"{p}@{o}" for p, o in sorted(stale.items())))
             for r in ranges:
-                if r.partition in stale and stale[r.partition] > r.next:
-                    self.source.seek(r.partition, stale[r.partition])
-                    self.position[r.partition] = stale[r.partition]
+                ahead = stale.get(r.partition, -1)
+                if ahead >= r.next:  # all of it is in already: read on from the ledger
+                    self.position[r.partition] = ahead
+                    if ahead > r.next:
+                        self.source.seek(r.partition, ahead)
             items = [it for it in items if it[3] >= stale.get(it[2], -1)]
             ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
                       for r in ranges if stale.get(r.partition, -1) < r.next]
