@@ -1,4 +1,4 @@
-"""Command line: ``kafka2sidekiq run | worker | push``.
+"""Command line: ``kafka2sidekiq run | worker | check | push``.
 
 Every setting is a flag too (``--batch-size``) and an environment variable
 (``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     work = sub.add_parser("worker", help="one worker on chosen partitions, no group membership (debugging)")
     work.add_argument("--partitions", type=_partitions, required=True, help="e.g. 0,1,4-7")
     _settings_flags(work)
+
+    check = sub.add_parser("check", help="reach Kafka and Redis with these settings and report what the bridge would meet")
+    _settings_flags(check)
 
     push = sub.add_parser("push", help="push one job into Redis as the bridge would, without Kafka")
     push.add_argument("--class", dest="job_class", required=True, help="Ruby job class, e.g. HardJob")
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return config.EXIT_CONFIG
     if args.command == "push":
         return _push(args, settings)
+    if args.command == "check":
+        from .check import run as check
+        return check(settings)
     if args.command == "run":
         from .supervisor import Supervisor
         print(f"kafka2sidekiq {__version__}: {settings.topic}@{settings.bootstrap_servers} -> "

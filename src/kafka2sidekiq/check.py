@@ -1,0 +1,92 @@
+"""``kafka2sidekiq check``: reach Kafka and Redis with the configured settings and say,
+one line each, what the bridge would meet. Exit 0 when nothing is wrong, 1 otherwise.
+
+Checks: the topic and its partitions, the dead-letter topic; Redis version,
+maxmemory and maxmemory-policy; the Sidekiq processes seen in Redis (their heartbeats),
+the queues they listen to, and whether their versions read the configured timestamp
+format.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import msgspec
+import redis
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from .config import Settings, redact
+from .sidekiq import TIMESTAMPS_MS
+
+
+def run(settings: Settings, say: Callable[[str], None] = print) -> int:
+    problems = 0
+
+    def report(ok: bool | None, what: str) -> None:
+        nonlocal problems
+        problems += ok is False
+        say(f"{'ok  ' if ok else 'warn' if ok is None else 'FAIL'} {what}")
+
+    # Kafka
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka})
+    try:
+        meta = admin.list_topics(settings.topic, timeout=15).topics.get(settings.topic)
+        if meta is None or meta.error is not None:
+            report(False, f"kafka: topic {settings.topic!r} not found at {settings.bootstrap_servers}")
+        else:
+            report(True, f"kafka: topic {settings.topic!r} has {len(meta.partitions)} partitions "
+                         f"at {settings.bootstrap_servers}")
+        dlq = admin.list_topics(settings.dead_letter_topic, timeout=15).topics.get(settings.dead_letter_topic)
+        if dlq is not None and dlq.error is None:
+            report(True, f"kafka: dead-letter topic {settings.dead_letter_topic!r} exists")
+        else:
+            report(None, f"kafka: dead-letter topic {settings.dead_letter_topic!r} does not exist "
+                         f"(rejected messages need it, unless the broker creates topics)")
+    except KafkaException as exc:
+        report(False, f"kafka: cannot reach {settings.bootstrap_servers}: {exc}")
+
+    # Redis
+    where = redact(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        info = client.info()
+        report(True, f"redis: {info.get('redis_version')} at {where}, used_memory "
+                     f"{info.get('used_memory_human')}, maxmemory {info.get('maxmemory_human', '0B')}")
+        policy = info.get("maxmemory_policy")
+        report(policy == "noeviction" or None,
+               f"redis: maxmemory-policy {policy}" + ("" if policy == "noeviction" else
+                                                       ": under memory pressure Redis evicts keys, jobs among them"))
+        _sidekiq(client, settings, report)
+    except redis.AuthenticationError as exc:
+        report(False, f"redis: {where} refused the credentials: {exc}")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        report(False, f"redis: cannot reach {where}: {exc}")
+    finally:
+        client.close()
+    say(f"{problems} problem(s)")
+    return 1 if problems else 0
+
+
+def _sidekiq(client: redis.Redis, settings: Settings, report) -> None:
+    prefix = f"{settings.redis_namespace}:" if settings.redis_namespace else ""
+    identities = sorted(client.smembers(prefix + "processes"))
+    if not identities:
+        report(None, "sidekiq: no Sidekiq process is running against this Redis right now")
+        return
+    versions, queues = set(), set()
+    for identity in identities:
+        raw = client.hget(prefix + identity.decode(), "info")
+        if not raw:
+            continue
+        data = msgspec.json.decode(raw)
+        versions.add(data.get("version") or "unknown (Sidekiq 6 records none)")
+        queues.update(data.get("queues") or ())
+    report(True, f"sidekiq: {len(identities)} process(es), version(s) {', '.join(sorted(versions))}, "
+                 f"queues {', '.join(sorted(queues))}")
+    if settings.default_queue not in queues:
+        report(None, f"sidekiq: no process listens to the default queue {settings.default_queue!r}")
+    if settings.timestamps == TIMESTAMPS_MS:
+        old = [v for v in versions if not v[:1].isdigit() or int(v.split(".")[0]) < 8]
+        report(not old or None, "sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere" +
+               (f"; seen {', '.join(old)}: they show ms as dates far ahead" if old else ""))

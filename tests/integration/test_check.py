@@ -1,0 +1,50 @@
+"""`kafka2sidekiq check` against the real services: what an operator reads at 3 a.m."""
+
+import subprocess
+import sys
+
+from confluent_kafka.admin import AdminClient
+
+from helpers import bridge_env, wait_for
+
+
+def visible(bootstrap: str, *topics: str) -> None:
+    """A topic just created reaches the brokers' metadata a moment later."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wait_for(lambda: all(t in admin.list_topics(timeout=5).topics for t in topics), 30, f"{topics} in metadata")
+
+
+def check(env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kafka2sidekiq", "check"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_reports_topic_redis_and_no_sidekiq(bootstrap, make_topic, redis_url):
+    topic = make_topic(3)
+    make_topic(1, name=f"{topic}.dlq")
+    visible(bootstrap, topic, f"{topic}.dlq")
+    out = check(bridge_env(bootstrap, redis_url, topic))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"ok   kafka: topic '{topic}' has 3 partitions" in out.stdout
+    assert f"ok   kafka: dead-letter topic '{topic}.dlq' exists" in out.stdout
+    assert "ok   redis: 7." in out.stdout and "maxmemory-policy noeviction" in out.stdout
+    assert "warn sidekiq: no Sidekiq process is running" in out.stdout
+
+
+def test_missing_topic_and_unreachable_redis_fail_with_the_reason(bootstrap):
+    out = check(bridge_env(bootstrap, "redis://bridge:s3cret@127.0.0.1:1/0", "no-such-topic"))
+    assert out.returncode == 1
+    assert "FAIL kafka: topic 'no-such-topic' not found" in out.stdout
+    assert "FAIL redis: cannot reach redis://bridge:***@127.0.0.1:1/0" in out.stdout
+    assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_sees_sidekiq_heartbeats_and_warns_about_ms_timestamps(bootstrap, make_topic, redis_url, redis_client):
+    topic = make_topic(1)
+    visible(bootstrap, topic)
+    redis_client.sadd("processes", "host:1:abc")
+    redis_client.hset("host:1:abc", "info", '{"hostname":"host","queues":["default","low"]}')
+    out = check(bridge_env(bootstrap, redis_url, topic, timestamps="ms"))
+    assert "ok   sidekiq: 1 process(es), version(s) unknown (Sidekiq 6 records none), queues default, low" \
+        in out.stdout
+    assert "warn sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere" in out.stdout
