@@ -1,4 +1,4 @@
-"""Command line: ``kafka2sidekiq run | worker | check | push``.
+"""Command line: ``kafka2sidekiq run | worker | check | push | produce``.
 
 Every setting is a flag too (``--batch-size``) and an environment variable
 (``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
@@ -22,8 +22,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also K2S_<NAME> in the environment)")
     for s in config.SETTINGS:
+        text = f"{s.help} [{s.env}, default {s.default or 'empty'}]"
         group.add_argument(s.flag, dest=f"setting_{s.name}", metavar=s.name.upper(),
-                           help=f"{s.help} [{s.env}, default {s.default or 'empty'}]")
+                           help=text.replace("%", "%%"))  # argparse %-formats help
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -59,16 +60,26 @@ def parser() -> argparse.ArgumentParser:
     _settings_flags(check)
 
     push = sub.add_parser("push", help="push one job into Redis as the bridge would, without Kafka")
-    push.add_argument("--class", dest="job_class", required=True, help="Ruby job class, e.g. HardJob")
-    push.add_argument("--args", default="[]", help="arguments as a JSON array (default [])")
-    push.add_argument("--queue", default="", help="queue (default: the default queue)")
-    push.add_argument("--at", type=float, help="run at this epoch time (seconds)")
-    push.add_argument("--jid", default="", help="job id, 24 lowercase hex (default: generated)")
-    push.add_argument("--retry", help="true, false or a number of retries (default true)")
-    push.add_argument("--extra", default="", help="extra top-level keys as a JSON object")
-    push.add_argument("--wrapped", default="", help="ActiveJob class, when --class is the wrapper")
+    _job_flags(push)
     _settings_flags(push)
+
+    produce = sub.add_parser("produce", help="send one job to the Kafka topic, as a producer service would")
+    produce.add_argument("--key", default="", help="the routing key (jobs of one key keep their order)")
+    _job_flags(produce)
+    _settings_flags(produce)
     return p
+
+
+def _job_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class", dest="job_class", required=True, help="Ruby job class, e.g. HardJob")
+    parser.add_argument("--args", default="[]", help="arguments as a JSON array (default [])")
+    parser.add_argument("--queue", default="", help="queue (default: the default queue)")
+    parser.add_argument("--at", type=float, help="run at this epoch time (seconds)")
+    parser.add_argument("--jid", default="", help="job id, 24 lowercase hex (default: generated)")
+    parser.add_argument("--retry", help="true, false or a number of retries (default true)")
+    parser.add_argument("--extra", default="", help="extra top-level keys as a JSON object")
+    parser.add_argument("--wrapped", default="", help="ActiveJob class, when --class is the wrapper")
+
 
 
 def _logging(fmt: str, role: str) -> None:
@@ -113,9 +124,9 @@ def _run_worker(settings: config.Settings, partitions: list[int]) -> int:
     return EXIT_OK
 
 
-def _push(args, settings: config.Settings) -> int:
+def _job(args) -> bytes:
+    """The Job message the --class/--args/... flags describe; ValueError for a bad --retry."""
     from ._proto.job_pb2 import Job
-    from .push import Rejected, push
 
     job = Job(job_class=args.job_class, queue=args.queue, args_json=args.args, jid=args.jid,
               extra_json=args.extra, wrapped=args.wrapped)
@@ -128,11 +139,20 @@ def _push(args, settings: config.Settings) -> int:
         elif args.retry.isdigit():
             job.retry_count = int(args.retry)
         else:
-            print(f"kafka2sidekiq push: --retry {args.retry!r}: expected true, false or a number",
-                  file=sys.stderr)
-            return EXIT_USAGE
+            raise ValueError(f"--retry {args.retry!r}: expected true, false or a number")
+    return job.SerializeToString()
+
+
+def _push(args, settings: config.Settings) -> int:
+    from .push import Rejected, push
+
     try:
-        batch = push(settings.redis_url, [job.SerializeToString()], settings.encoder_options(),
+        job = _job(args)
+    except ValueError as exc:
+        print(f"kafka2sidekiq push: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        batch = push(settings.redis_url, [job], settings.encoder_options(),
                      settings.redis_namespace)
     except Rejected as exc:
         print(f"kafka2sidekiq push: rejected: {exc}", file=sys.stderr)
@@ -141,6 +161,31 @@ def _push(args, settings: config.Settings) -> int:
         print(f"queue:{queue} {payloads[0].decode()}")
     for score, payload in batch.scheduled:
         print(f"schedule@{score.decode()} {payload.decode()}")
+    return EXIT_OK
+
+
+def _produce(args, settings: config.Settings) -> int:
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        job = _job(args)
+    except ValueError as exc:
+        print(f"kafka2sidekiq produce: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    delivered = []
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True,
+                         **settings.kafka})
+    try:
+        producer.produce(settings.topic, job, args.key.encode() or None,
+                         on_delivery=lambda err, msg: delivered.append((err, msg)))
+        producer.flush(30)
+    except KafkaException as exc:
+        delivered.append((exc, None))
+    err, msg = delivered[0] if delivered else ("not acknowledged within 30 s", None)
+    if err is not None:
+        print(f"kafka2sidekiq produce: {settings.topic}@{settings.bootstrap_servers}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{msg.topic()}/{msg.partition()}@{msg.offset()}")
     return EXIT_OK
 
 
@@ -157,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return config.EXIT_CONFIG
     if args.command == "push":
         return _push(args, settings)
+    if args.command == "produce":
+        return _produce(args, settings)
     if args.command == "check":
         from .check import run as check
         return check(settings)
