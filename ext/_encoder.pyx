@@ -193,7 +193,7 @@ cdef class Encoder:
         cdef int reason
         cdef char *w
         cdef bint is_scheduled
-        cdef bytes queue_b, payload
+        cdef bytes payload
         cdef str queue_s
         # Messages of one batch mostly share a Kafka timestamp: format it once.
         cdef int64_t last_ts = -1

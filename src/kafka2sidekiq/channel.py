@@ -26,7 +26,7 @@ def send(sock: socket.socket, message: dict) -> bool:
     try:
         sock.send(_encode(message), socket.MSG_DONTWAIT)
         return True
-    except (BlockingIOError, BrokenPipeError, ConnectionResetError, OSError):
+    except OSError:  # would block, or the other side is gone
         return False
 
 
@@ -38,9 +38,7 @@ def receive(sock: socket.socket, wait: float = 0.0) -> list[dict]:
     while True:
         try:
             data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return out
-        except (ConnectionResetError, OSError):
+        except OSError:  # nothing more waiting, or the other side is gone
             return out
         if not data:
             return out

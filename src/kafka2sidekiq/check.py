@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from .config import Settings, redact
 from .sidekiq import TIMESTAMPS_MS
+from .sink import connect
 
 
 def run(settings: Settings, say: Callable[[str], None] = print) -> int:
@@ -29,7 +30,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         say(f"{'ok  ' if ok else 'warn' if ok is None else 'FAIL'} {what}")
 
     # Kafka
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka})
+    admin = AdminClient(settings.kafka_config("kafka2sidekiq-check", {}))
     try:
         meta = admin.list_topics(settings.topic, timeout=15).topics.get(settings.topic)
         if meta is None or meta.error is not None:
@@ -48,7 +49,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
 
     # Redis
     where = redact(settings.redis_url)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = connect(settings.redis_url, timeout=5)
     try:
         info = client.info()
         report(True, f"redis: {info.get('redis_version')} at {where}, used_memory "

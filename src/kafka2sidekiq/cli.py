@@ -143,14 +143,9 @@ def _job(args) -> bytes:
     return job.SerializeToString()
 
 
-def _push(args, settings: config.Settings) -> int:
+def _push(job: bytes, settings: config.Settings) -> int:
     from .push import Rejected, push
 
-    try:
-        job = _job(args)
-    except ValueError as exc:
-        print(f"kafka2sidekiq push: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         batch = push(settings.redis_url, [job], settings.encoder_options(),
                      settings.redis_namespace)
@@ -164,19 +159,15 @@ def _push(args, settings: config.Settings) -> int:
     return EXIT_OK
 
 
-def _produce(args, settings: config.Settings) -> int:
+def _produce(job: bytes, key: str, settings: config.Settings) -> int:
     from confluent_kafka import KafkaException, Producer
 
-    try:
-        job = _job(args)
-    except ValueError as exc:
-        print(f"kafka2sidekiq produce: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from .source import producer_config
+
     delivered = []
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True,
-                         **settings.kafka})
+    producer = Producer(producer_config(settings, "kafka2sidekiq-produce"))
     try:
-        producer.produce(settings.topic, job, args.key.encode() or None,
+        producer.produce(settings.topic, job, key.encode() or None,
                          on_delivery=lambda err, msg: delivered.append((err, msg)))
         producer.flush(30)
     except KafkaException as exc:
@@ -200,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"kafka2sidekiq: {exc}", file=sys.stderr)
         return config.EXIT_CONFIG
-    if args.command == "push":
-        return _push(args, settings)
-    if args.command == "produce":
-        return _produce(args, settings)
+    if args.command in ("push", "produce"):
+        try:
+            job = _job(args)
+        except ValueError as exc:
+            print(f"kafka2sidekiq {args.command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _push(job, settings) if args.command == "push" else _produce(job, args.key, settings)
     if args.command == "check":
         from .check import run as check
         return check(settings)

@@ -154,7 +154,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limiter_jitter_ms", _non_negative_int, "500", "random delay before resuming, at most"),
 )
 
-_BY_NAME = {s.name: s for s in SETTINGS}
 KAFKA_PASSTHROUGH = "K2S_KAFKA_"
 
 
@@ -170,8 +169,11 @@ class _SettingsMethods:
             class_allow=self.class_allow, queue_allow=self.queue_allow,
             max_message_bytes=self.max_message_bytes, jid=self.jid_mode, add_origin=self.add_origin)
 
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
+    def kafka_config(self, client_id: str, role: Mapping[str, Any]) -> dict:
+        """librdkafka settings of one client: the brokers, its id, what its role needs,
+        then the K2S_KAFKA_* passthrough (which wins: security and tuning are the
+        operator's)."""
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id, **role, **self.kafka}
 
 
 # The frozen settings object: one field per declaration above, plus the librdkafka
@@ -212,10 +214,6 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
     except ValueError as exc:
         raise ConfigError(f"K2S_DEFAULT_QUEUE={settings.default_queue!r} is not valid: {exc}") from None
     return settings
-
-
-def setting(name: str) -> Setting:
-    return _BY_NAME[name]
 
 
 def redact(url: str) -> str:

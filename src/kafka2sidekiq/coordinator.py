@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from . import channel
 from .config import Settings
+from .source import MANUAL_OFFSETS
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +26,14 @@ REVOKE_WAIT_SECONDS = 10.0
 
 
 def consumer_config(settings: Settings) -> dict:
-    return {
-        "bootstrap.servers": settings.bootstrap_servers,
+    return settings.kafka_config("kafka2sidekiq-coordinator", {
         "group.id": settings.group_id,
         "group.instance.id": settings.instance_id or _socket.gethostname(),
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.session_timeout_ms,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": False,
+        **MANUAL_OFFSETS,
         "topic.metadata.refresh.interval.ms": 10_000,  # partitions added to the topic
-        "client.id": "kafka2sidekiq-coordinator",
-        **settings.kafka,
-    }
+    })
 
 
 class Coordinator:

@@ -25,6 +25,7 @@ import redis
 
 from .config import Settings
 from .sidekiq import QUEUE_KEY_PREFIX, QUEUES_KEY
+from .sink import connect
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,7 @@ class Limiter:
 
     def connect(self) -> None:
         """In the supervisor, after the first fork: warn about a policy that loses jobs."""
-        self.client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=0.5,
-                                           socket_connect_timeout=0.5)
+        self.client = connect(self.settings.redis_url, timeout=0.5)
         try:
             policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy")
         except redis.RedisError:

@@ -16,30 +16,24 @@ log = logging.getLogger(__name__)
 OFFSET_WAIT_SECONDS = 30
 
 
+# Our consumers never commit or store offsets by themselves: the ledger and the
+# coordinator decide what is done.
+MANUAL_OFFSETS = {"enable.auto.commit": False, "enable.auto.offset.store": False,
+                  "enable.partition.eof": False}
+
+
 def consumer_config(settings: Settings) -> dict:
-    return {
-        "bootstrap.servers": settings.bootstrap_servers,
+    return settings.kafka_config("kafka2sidekiq-worker", {
         "group.id": settings.group_id,             # to read the group's committed offsets
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": False,
+        **MANUAL_OFFSETS,
         "auto.offset.reset": "earliest",
         "queued.max.messages.kbytes": settings.queued_max_kbytes,
         "fetch.wait.max.ms": min(100, settings.batch_wait_ms * 5),
-        "client.id": "kafka2sidekiq-worker",
-        **settings.kafka,
-    }
+    })
 
 
-def producer_config(settings: Settings) -> dict:
-    return {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "client.id": "kafka2sidekiq-dlq",
-        **settings.kafka,
-    }
+def producer_config(settings: Settings, client_id: str = "kafka2sidekiq-dlq") -> dict:
+    return settings.kafka_config(client_id, {"enable.idempotence": True, "acks": "all", "linger.ms": 5})
 
 
 class Source:
