@@ -8,13 +8,12 @@ not boot, 4 crash loop, 78 configuration.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 
-from . import __version__, config
+from . import __version__, config, logs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kafka2sidekiq",
                                 description="Messages on a Kafka topic become Sidekiq jobs in Redis.")
     p.add_argument("--version", action="version", version=f"kafka2sidekiq {__version__}")
-    p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("K2S_LOG_FORMAT", "text"))
+    p.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("K2S_LOG_FORMAT", "text"),
+                   help="log lines as text (default) or one JSON object per line [K2S_LOG_FORMAT]")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bridge on this host: supervisor, coordinator and workers")
@@ -80,24 +80,6 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra", default="", help="extra top-level keys as a JSON object")
     parser.add_argument("--wrapped", default="", help="ActiveJob class, when --class is the wrapper")
 
-
-
-def _logging(fmt: str, role: str) -> None:
-    logging.root.handlers.clear()
-    if fmt == "json":
-        layout = ('{"time":"%(asctime)s","level":"%(levelname)s","role":"' + role +
-                  '","pid":%(process)d,"message":%(message_json)s}')
-
-        class JsonRecord(logging.Formatter):
-            def format(self, record):
-                record.message_json = json.dumps(record.getMessage())
-                return super().format(record)
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonRecord(layout))
-        logging.basicConfig(level=logging.INFO, handlers=[handler])
-    else:
-        logging.basicConfig(level=logging.INFO,
-                            format=f"%(asctime)s %(levelname)s {role}[%(process)d] %(message)s")
 
 
 def _run_worker(settings: config.Settings, partitions: list[int]) -> int:
@@ -185,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser().print_help()
         return EXIT_USAGE
-    _logging(args.log_format, args.command)
+    logs.configure(args.log_format, "supervisor" if args.command == "run" else args.command)
     try:
         settings = _settings(args)
     except config.ConfigError as exc:
@@ -206,5 +188,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka2sidekiq {__version__}: {settings.topic}@{settings.bootstrap_servers} -> "
               f"{config.redact(settings.redis_url)} with {settings.workers} worker(s) "
               f"(dead letters: {settings.dead_letter_topic})", flush=True)
-        return Supervisor(settings, lambda role: _logging(args.log_format, role)).run()
+        return Supervisor(settings, lambda role, slot: logs.configure(args.log_format, role, slot)).run()
     return _run_worker(settings, args.partitions)

@@ -10,6 +10,7 @@ as underscores: ``K2S_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protoco
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import dataclasses
@@ -69,6 +70,16 @@ def _name_list(raw: str) -> frozenset[str] | None:
     return names or None
 
 
+def _listen(raw: str) -> tuple[str, int] | None:
+    """'127.0.0.1:9394' -> ('127.0.0.1', 9394); empty -> None (off)."""
+    if not raw.strip():
+        return None
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def _flag(raw: str) -> bool:
     low = raw.strip().lower()
     if low in ("1", "true", "yes", "on"):
@@ -85,6 +96,7 @@ _EXPECTED = {
     _non_negative_int: "a whole number, 0 or more",
     _mark: "a share of Redis maxmemory such as 80%, or a size such as 512mb",
     _flag: "true or false",
+    _listen: "host:port such as 127.0.0.1:9394, or empty for off",
     str: "text",
 }
 
@@ -144,6 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("boot_seconds", _positive_int, "15", "longest a worker waits for Redis and Kafka at start"),
     Setting("crash_budget", _positive_int, "5", "boot failures in a row of one slot before giving up"),
     Setting("max_worker_rss", _byte_size, "0", "recycle (gracefully) a worker above this RSS (0: never)"),
+    Setting("http", _listen, "", "serve /metrics, /healthz and /readyz on host:port (empty: off)"),
+    Setting("stall_seconds", _positive_int, "10", "/healthz fails when a process's loop has not turned for this long"),
     Setting("limiter_high", _mark, "80%", "pause consuming when Redis used_memory reaches this"),
     Setting("limiter_low", _mark, "70%", "resume when used_memory is back below this"),
     Setting("limiter_max_queue", _non_negative_int, "0", "also pause at this many jobs queued (0: off)"),
@@ -173,7 +187,9 @@ class _SettingsMethods:
         """librdkafka settings of one client: the brokers, its id, what its role needs,
         then the K2S_KAFKA_* passthrough (which wins: security and tuning are the
         operator's)."""
-        return {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id, **role, **self.kafka}
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id,
+                "logger": logging.getLogger("librdkafka"),  # its lines carry our role, slot, pid
+                **role, **self.kafka}
 
 
 # The frozen settings object: one field per declaration above, plus the librdkafka

@@ -103,9 +103,7 @@ class Limiter:
         self.used_memory = 0
         self.high: int | None = 0
         self.low: int | None = 0
-        self.transitions = 0
-        self.paused_seconds = 0.0
-        self._paused_since: float | None = None
+        self.pauses = 0
         page.publish(False)
 
     def connect(self) -> None:
@@ -158,12 +156,10 @@ class Limiter:
             if now < self.resume_at:
                 paused = True
         if paused != self.paused:
-            self.transitions += 1
             if paused:
-                self._paused_since = now
+                self.pauses += 1
                 log.warning("limiter: pausing consumption: %s", why)
             else:
-                self.paused_seconds += now - (self._paused_since or now)
                 log.info("limiter: resuming consumption: %s", why)
         self.paused, self.reason = paused, why
         headroom = float("inf") if self.failing or not self.high else max(0.0, float(self.high - self.used_memory))

@@ -15,7 +15,8 @@ Signals are only recorded by their handlers; the loop dispatches them:
     TTIN, TTOU  one worker more, one fewer
 
 It also runs the host's limiter (limiter.py): a Redis poller whose verdict the workers
-read from a shared page.
+read from a shared page; and, with K2S_HTTP set, serves /metrics, /healthz and /readyz
+from the same loop (metrics.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from . import channel
 from .assignment import plan
 from .config import Settings
 from .limiter import Budget, Limiter, Page
+from .metrics import SNAPSHOT_SECONDS, HostMetrics, Server
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, configure_child_logging=lambda role: None) -> None:
+    def __init__(self, settings: Settings, configure_child_logging=lambda role, slot: None) -> None:
         self.settings = settings
         self.workers = settings.workers
         self.configure_child_logging = configure_child_logging
@@ -80,6 +82,10 @@ class Supervisor:
         self.coordinator_stopped = False
         self.quiet = False
         self.exit_code = EXIT_OK
+        self.booted: set[int] = set()              # worker slots whose child has reached Redis and Kafka
+        self.assigned = False                      # the coordinator has had its first assignment
+        self.metrics = HostMetrics(self.limiter, self.processes)
+        self.server: Server | None = None
         self.committed_at = self.stats_at = self.rss_at = time.monotonic()
 
     # --- the loop --------------------------------------------------------------------------
@@ -92,6 +98,15 @@ class Supervisor:
             signal.signal(sig, lambda signum, frame: self.signals.append(signum))
         log.info("supervisor %d: %d worker(s), topic %s, group %s", os.getpid(), self.workers,
                  self.settings.topic, self.settings.group_id)
+        if self.settings.http:
+            host, port = self.settings.http
+            try:
+                self.server = Server(self.settings.http, {"/metrics": self.scrape, "/healthz": self.health,
+                                                          "/readyz": self.readiness})
+            except OSError as exc:
+                log.error("supervisor: cannot serve K2S_HTTP=%s:%d: %s", host, port, exc.strerror or exc)
+                return EXIT_FAILED
+            log.info("supervisor: /metrics, /healthz and /readyz on http://%s:%d", host, port)
         self.spawn(COORDINATOR)
         for slot in range(self.workers):
             self.spawn(slot)
@@ -103,12 +118,15 @@ class Supervisor:
             self.respawn()
             self.read_children(wake_read)
             self.limiter.poll()
+            self.metrics.tick()
             self.check_liveness()
             self.forward_offsets()
             self.shutdown_step()
             self.log_stats()
             self.recycle_fat_workers()
         signal.set_wakeup_fd(-1)
+        if self.server:
+            self.server.close()
         log.info("supervisor %d: stopped (exit %d)", os.getpid(), self.exit_code)
         return self.exit_code
 
@@ -166,7 +184,11 @@ class Supervisor:
                 parent_end.close()
                 for other in self.children.values():
                     other.sock.close()
+                if self.server:
+                    self.server.close()
                 code = self.child_main(slot, child_end)
+            except SystemExit as exc:  # a worker told to stop in the middle of a retry
+                code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
             except BaseException:  # noqa: BLE001 - a child never returns into the parent's loop
                 traceback.print_exc()
             finally:
@@ -191,8 +213,10 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor; it decides
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         parent = os.getppid()
-        role = "coordinator" if slot == COORDINATOR else f"worker-{slot}"
-        self.configure_child_logging(role)
+        if slot == COORDINATOR:
+            self.configure_child_logging("coordinator", None)
+        else:
+            self.configure_child_logging("worker", slot)
 
         def should_stop() -> bool:
             return bool(stopping) or os.getppid() != parent  # an orphan leaves
@@ -218,10 +242,13 @@ class Supervisor:
             if child is None:
                 continue
             del self.children[child.slot]
-            self.read_child(child)  # its last words: final offsets, a fatal error
+            self.read_child(child)  # its last words: final offsets and counters, a fatal error
             child.sock.close()
             code = os.waitstatus_to_exitcode(status)
+            self.booted.discard(child.slot)
             self.on_exit(child, code)
+            if child.slot != COORDINATOR:
+                self.metrics.exited(child.slot, restarted=child.slot in self.respawn_at)
 
     def on_exit(self, child: Child, code: int) -> None:
         how = f"exit {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
@@ -260,9 +287,12 @@ class Supervisor:
 
     def read_children(self, wake_read: int) -> None:
         socks = {c.sock: c for c in self.children.values()}
-        ready, _, _ = select.select([wake_read, *socks], [], [], 0.2)
+        server = [self.server] if self.server else []
+        ready, _, _ = select.select([wake_read, *server, *socks], [], [], 0.2)
         if wake_read in ready:
             os.read(wake_read, 512)
+        if server and self.server in ready:
+            self.server.handle()
         for sock in ready:
             if sock in socks:
                 self.read_child(socks[sock])
@@ -271,10 +301,15 @@ class Supervisor:
         for message in channel.receive(child.sock):
             if "offsets" in message:
                 self.offsets.update({int(p): o for p, o in message["offsets"].items()})
+            if "stats" in message:
+                self.metrics.update(child.slot, message["stats"])
+            if message.get("booted"):
+                self.booted.add(child.slot)
             if "fatal" in message:
                 self.last_error[child.slot] = message["fatal"]
                 log.error("supervisor: %s: %s", child.role, message["fatal"])
             if "assigned" in message:
+                self.assigned = True
                 self.owned = set(message["assigned"])
                 self.replan()
             if "revoked" in message:
@@ -336,6 +371,46 @@ class Supervisor:
             self.exit_code = self.exit_code or EXIT_FAILED
             self.deadline = float("inf")
 
+    # --- metrics and health ----------------------------------------------------------------------
+
+    def processes(self) -> list[tuple[str, str, psutil.Process]]:
+        """(role, slot, process) of the supervisor and each child, for the metrics."""
+        out = [("supervisor", "", psutil.Process())]
+        for child in self.children.values():
+            try:
+                role, slot = ("coordinator", "") if child.slot == COORDINATOR else ("worker", str(child.slot))
+                out.append((role, slot, psutil.Process(child.pid)))
+            except psutil.Error:
+                continue
+        return out
+
+    def scrape(self) -> tuple[int, str, bytes]:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.exposition()
+
+    def health(self) -> tuple[int, str, bytes]:
+        """Every slot has a live child whose loop turned within stall_seconds."""
+        now, problems = time.monotonic(), []
+        for slot in (COORDINATOR, *range(self.workers)):
+            name = "coordinator" if slot == COORDINATOR else f"worker {slot}"
+            child = self.children.get(slot)
+            if child is None:
+                problems.append(f"{name}: not running")
+            elif now - self.heartbeats.last(slot) > self.settings.stall_seconds:
+                problems.append(f"{name} (pid {child.pid}): no progress for "
+                                f"{now - self.heartbeats.last(slot):.0f}s")
+        return _verdict(problems)
+
+    def readiness(self) -> tuple[int, str, bytes]:
+        """Kafka has given the host its partitions, every worker has booted, and Redis
+        answers the limiter. A limiter pause is not a reason to be unready."""
+        problems = []
+        if not self.assigned:
+            problems.append("no partition assignment from Kafka yet")
+        problems += [f"worker {slot}: not booted" for slot in range(self.workers) if slot not in self.booted]
+        if self.limiter.failing or not self.limiter.polled_at:
+            problems.append("Redis does not answer")
+        return _verdict(problems)
+
     def log_stats(self) -> None:
         now = time.monotonic()
         if now - self.stats_at < STATS_SECONDS:
@@ -368,13 +443,27 @@ class Supervisor:
                 os.kill(child.pid, signal.SIGTERM)
 
 
+def _verdict(problems: list[str]) -> tuple[int, str, bytes]:
+    body = "\n".join(problems) if problems else "ok"
+    return (503 if problems else 200), "text/plain; charset=utf-8", (body + "\n").encode()
+
+
 def run_worker(settings: Settings, sock, beat, should_stop, page: Page) -> int:
     """A worker child: boot, then the loop, taking plans from the supervisor."""
     from .worker import BootError, Worker
 
     quiet = []
+    sent_stats = [0.0]
+
+    def send_stats(now: float) -> None:
+        worker.stats.lag = worker.source.lag(worker.position)
+        channel.send(sock, {"stats": worker.stats.snapshot()})
+        sent_stats[0] = now
 
     def next_plan():
+        now = time.monotonic()
+        if now - sent_stats[0] >= SNAPSHOT_SECONDS:
+            send_stats(now)
         latest = None
         for message in channel.receive(sock):
             if message.get("quiet"):
@@ -397,6 +486,7 @@ def run_worker(settings: Settings, sock, beat, should_stop, page: Page) -> int:
     except BootError as exc:
         channel.send(sock, {"fatal": str(exc)})
         return EXIT_BOOT
+    channel.send(sock, {"booted": True})
     first = None
     while first is None and not should_stop():  # the first plan, before any fetching
         beat()
@@ -409,5 +499,6 @@ def run_worker(settings: Settings, sock, beat, should_stop, page: Page) -> int:
     try:
         worker.run(first, next_plan)
     finally:
+        send_stats(time.monotonic())  # the last counters, before the supervisor reaps us
         worker.close()
     return EXIT_OK

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaException
 
 from . import encoder
 from .config import Settings
+from .metrics import WorkerStats
 from .sink import Backoff, Range, RedisUnavailable, Sink, connect
 from .source import DeadLetters, Source
 
@@ -82,7 +83,7 @@ class Worker:
         self._uncommitted: dict[int, int] = {}
         self._committed_at = time.monotonic()
         self.backoff = Backoff(settings.retry_max_seconds)
-        self.pushed = self.rejected = 0
+        self.stats = WorkerStats()
         log.info("encoder: %s", encoder.describe(module))
 
     # --- start ---------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Worker:
         self.assign(partitions if partitions is not None else self.source.partitions())
         size, wait = self.settings.batch_size, self.settings.batch_wait_ms / 1000
         logged, logged_pushed = time.monotonic(), 0
+        stats = self.stats
         while not self.should_stop():
             self.beat()
             plan = next_plan()
@@ -154,9 +156,10 @@ class Worker:
                     self.deliver(chunk)
             now = time.monotonic()
             if now - logged >= PROGRESS_LOG_SECONDS:
-                log.info("pushed %d jobs (%.0f/s), %d rejected", self.pushed,
-                         (self.pushed - logged_pushed) / (now - logged), self.rejected)
-                logged, logged_pushed = now, self.pushed
+                pushed = sum(stats.pushed.values()) + stats.scheduled
+                log.info("pushed %d jobs (%.0f/s), %d rejected", pushed,
+                         (pushed - logged_pushed) / (now - logged), sum(stats.rejected.values()))
+                logged, logged_pushed = now, pushed
 
     def deliver(self, messages: list) -> None:
         """Push one batch: returns once Redis and the dead-letter topic have all of it
@@ -173,6 +176,7 @@ class Worker:
                 self._retry(lambda: self.dead.send(
                     [(by_offset[items[i][2], items[i][3]], reason) for i, reason in batch.rejects]),
                     "send to the dead-letter topic")
+            started = time.perf_counter()
             try:
                 stale = self.sink.push(batch, ranges)
             except RedisUnavailable as exc:
@@ -186,10 +190,9 @@ class Worker:
                 continue
             if not stale:
                 self.backoff.reset()
-                self.pushed += sum(map(len, batch.queues.values())) + len(batch.scheduled)
+                self.stats.batch(batch, time.perf_counter() - started)
                 self.spent(sum(len(p) for ps in batch.queues.values() for p in ps) +
                            sum(len(p) for _, p in batch.scheduled))
-                self.rejected += len(batch.rejects)
                 done = {r.partition: r.next for r in ranges}
                 self.position.update(done)
                 self.report(done)

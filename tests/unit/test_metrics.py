@@ -1,0 +1,69 @@
+"""The host's metrics: workers' snapshots summed, history kept across restarts, the
+drain estimate, and the exposition the scrape returns."""
+
+from types import SimpleNamespace
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from kafka2sidekiq.encoder_py import REASONS
+from kafka2sidekiq.metrics import HostMetrics, WorkerStats
+
+
+def batch(queues: dict[str, int], scheduled: int = 0, rejects: tuple[str, ...] = ()):
+    return SimpleNamespace(queues={q: [b"{}"] * n for q, n in queues.items()},
+                           scheduled=[(b"1", b"{}")] * scheduled,
+                           rejects=[(i, r) for i, r in enumerate(rejects)])
+
+
+def scrape(metrics: HostMetrics) -> dict:
+    text = metrics.exposition().decode()
+    return {(s.name, *sorted(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def host() -> HostMetrics:
+    return HostMetrics(SimpleNamespace(paused=True, pauses=3, used_memory=1234), lambda: [])
+
+
+def test_snapshots_add_up_and_survive_a_restart():
+    a, b = WorkerStats(), WorkerStats()
+    a.batch(batch({"default": 10, "mailers": 2}, scheduled=1, rejects=("bad_args",)), 0.003)
+    b.batch(batch({"default": 5}), 0.2)
+    b.lag = {3: 40}
+    m = host()
+    m.update(0, a.snapshot())
+    m.update(1, b.snapshot())
+    m.exited(1, restarted=True)  # worker 1 died; its replacement starts from zero
+    fresh = WorkerStats()
+    fresh.batch(batch({"default": 1}), 0.001)
+    m.update(1, fresh.snapshot())
+    s = scrape(m)
+    assert s[("k2s_jobs_pushed_total", ("queue", "default"))] == 16
+    assert s[("k2s_jobs_pushed_total", ("queue", "mailers"))] == 2
+    assert s[("k2s_jobs_scheduled_total",)] == 1
+    assert s[("k2s_messages_rejected_total", ("reason", "bad_args"))] == 1
+    assert all(("k2s_messages_rejected_total", ("reason", r)) in s for r in REASONS)
+    assert s[("k2s_batch_size_count",)] == 3 and s[("k2s_batch_size_sum",)] == 14 + 5 + 1
+    assert s[("k2s_batch_size_bucket", ("le", "10.0"))] == 2  # the batches of 5 and 1
+    assert s[("k2s_batch_size_bucket", ("le", "50.0"))] == 3
+    assert s[("k2s_redis_push_seconds_bucket", ("le", "0.005"))] == 2
+    assert s[("k2s_redis_push_seconds_bucket", ("le", "+Inf"))] == 3
+    assert s[("k2s_worker_restarts_total", ("slot", "1"))] == 1
+    assert s[("k2s_limiter_paused",)] == 1 and s[("k2s_limiter_pauses_total",)] == 3
+    assert not any(k[0] == "k2s_consumer_lag_messages" for k in s)  # the dead worker's lag is gone
+
+
+def test_time_to_drain_from_the_rate_of_the_last_minute():
+    m, w = host(), WorkerStats()
+    w.lag = {0: 0}
+    m.update(0, w.snapshot())
+    m.tick(100.0)
+    assert m.time_to_drain() == 0.0  # no lag
+    w.lag = {0: 500}
+    m.update(0, w.snapshot())
+    m.tick(101.0)
+    assert m.time_to_drain() == float("inf")  # lag and no progress
+    w.batch(batch({"default": 100}), 0.001)
+    m.update(0, w.snapshot())
+    m.tick(111.0)  # 100 done in 11 s
+    assert abs(m.time_to_drain() - 500 / (100 / 11)) < 1e-9
