@@ -6,11 +6,14 @@
 Kafka runs from the official Maven Central jars with Java 17, one combined
 broker+controller on 127.0.0.1; Redis is Debian's redis-server, without persistence.
 Both are started in the background, tracked by PID file and stopped by PID.
+The broker also has a SASL_PLAINTEXT listener (mechanism PLAIN, user k2s, password
+SASL_PASSWORD below) on port + 2, to try and test the bridge's SASL settings; it is a
+local test broker on loopback, not a secret.
 
 Settings (environment):
     K2S_SERVICES_DIR   state folder (data, logs, pid files)  default: <repo>/.k2s/<name>
     K2S_SERVICES_NAME  instance name, so tests and a demo never share a broker  default: dev
-    K2S_LOCAL_KAFKA_PORT       default 19092 (controller: port + 1)
+    K2S_LOCAL_KAFKA_PORT       default 19092 (controller: port + 1; SASL/PLAIN: port + 2)
     K2S_LOCAL_REDIS_PORT       default 16379
     K2S_KAFKA_VERSION          default 4.1.1
 
@@ -38,6 +41,7 @@ LOG4J_VERSION = "2.24.3"
 KAFKA_READY_SECONDS = 90
 REDIS_READY_SECONDS = 15
 STOP_SECONDS = 30
+SASL_USER, SASL_PASSWORD = "k2s", "k2s-local-sasl"
 
 
 class ServiceError(Exception):
@@ -256,11 +260,16 @@ def _server_properties(port: int, data: Path) -> str:
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{port + 1}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1},"
+        f"SASL_PLAINTEXT://127.0.0.1:{port + 2}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{port + 2}",
+        "sasl.enabled.mechanisms=PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{SASL_USER}" password="{SASL_PASSWORD}" user_{SASL_USER}="{SASL_PASSWORD}";',
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
         f"log.dirs={data}",
         "num.partitions=8",
         "offsets.topic.replication.factor=1",
@@ -284,7 +293,7 @@ def kafka_up() -> None:
     port = kafka_port()
     if running_pid("kafka"):
         return
-    for p in (port, port + 1):
+    for p in (port, port + 1, port + 2):
         if _port_open(p):
             raise ServiceError(f"kafka: 127.0.0.1:{p} is taken by another process; "
                                f"set K2S_LOCAL_KAFKA_PORT to a free port")

@@ -13,7 +13,7 @@ from typing import Callable
 
 import msgspec
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from .config import Settings, redact
@@ -30,7 +30,8 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         say(f"{'ok  ' if ok else 'warn' if ok is None else 'FAIL'} {what}")
 
     # Kafka
-    admin = AdminClient(settings.kafka_config("kafka2sidekiq-check", {}))
+    errors: list[KafkaError] = []  # what librdkafka met on the way, e.g. refused credentials
+    admin = AdminClient(settings.kafka_config("kafka2sidekiq-check", {"error_cb": errors.append}))
     try:
         meta = admin.list_topics(settings.topic, timeout=15).topics.get(settings.topic)
         if meta is None or meta.error is not None:
@@ -45,11 +46,16 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
             report(None, f"kafka: dead-letter topic {settings.dead_letter_topic!r} does not exist "
                          f"(rejected messages need it, unless the broker creates topics)")
     except KafkaException as exc:
-        report(False, f"kafka: cannot reach {settings.bootstrap_servers}: {exc}")
+        admin.poll(0)  # serves error_cb
+        refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        if refused:
+            report(False, f"kafka: {settings.bootstrap_servers} refused the credentials: {refused[-1]}")
+        else:
+            report(False, f"kafka: cannot reach {settings.bootstrap_servers}: {exc}")
 
     # Redis
     where = redact(settings.redis_url)
-    client = connect(settings.redis_url, timeout=5)
+    client = connect(settings.redis_url, timeout=5, tls=settings.redis_tls)
     try:
         info = client.info()
         report(True, f"redis: {info.get('redis_version')} at {where}, used_memory "
@@ -61,7 +67,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         _sidekiq(client, settings, report)
     except redis.AuthenticationError as exc:
         report(False, f"redis: {where} refused the credentials: {exc}")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
         report(False, f"redis: cannot reach {where}: {exc}")
     finally:
         client.close()

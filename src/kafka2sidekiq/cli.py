@@ -130,7 +130,7 @@ def _push(job: bytes, settings: config.Settings) -> int:
 
     try:
         batch = push(settings.redis_url, [job], settings.encoder_options(),
-                     settings.redis_namespace)
+                     settings.redis_namespace, settings.redis_tls)
     except Rejected as exc:
         print(f"kafka2sidekiq push: rejected: {exc}", file=sys.stderr)
         return EXIT_FAILED

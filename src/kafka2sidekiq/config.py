@@ -80,6 +80,13 @@ def _listen(raw: str) -> tuple[str, int] | None:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _file(raw: str) -> str:
+    """A path to a readable file, or empty."""
+    if raw and not os.access(raw, os.R_OK):
+        raise ValueError
+    return raw
+
+
 def _flag(raw: str) -> bool:
     low = raw.strip().lower()
     if low in ("1", "true", "yes", "on"):
@@ -96,6 +103,7 @@ _EXPECTED = {
     _non_negative_int: "a whole number, 0 or more",
     _mark: "a share of Redis maxmemory such as 80%, or a size such as 512mb",
     _flag: "true or false",
+    _file: "the path of a readable file",
     _listen: "host:port such as 127.0.0.1:9394, or empty for off",
     str: "text",
 }
@@ -128,6 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dlq_topic", str, "", "dead-letter topic for rejected messages (empty: <topic>.dlq)"),
     Setting("redis_url", str, "redis://127.0.0.1:6379/0",
             "Redis of the Sidekiq app: redis:// or rediss://, user:password@ for ACL users"),
+    Setting("redis_tls_ca", _file, "", "CA certificates (PEM) to verify a rediss:// server (empty: the system's)"),
+    Setting("redis_tls_cert", _file, "", "client certificate (PEM), for a Redis with tls-auth-clients"),
+    Setting("redis_tls_key", _file, "", "key (PEM) of the client certificate"),
     Setting("redis_namespace", str, "", "key prefix of a namespaced Sidekiq 6 install (empty: none)"),
     Setting("batch_size", _positive_int, "1000", "most messages consumed and pushed at once"),
     Setting("batch_wait_ms", _positive_int, "20", "longest wait to fill a batch, milliseconds"),
@@ -172,6 +183,13 @@ KAFKA_PASSTHROUGH = "K2S_KAFKA_"
 
 
 class _SettingsMethods:
+    @property
+    def redis_tls(self) -> dict:
+        """The ssl_* options of the Redis client (none for a redis:// URL)."""
+        files = {"ssl_ca_certs": self.redis_tls_ca, "ssl_certfile": self.redis_tls_cert,
+                 "ssl_keyfile": self.redis_tls_key}
+        return {k: v for k, v in files.items() if v}
+
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.topic}.dlq"
@@ -225,6 +243,14 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
     if high[0] == low[0] and low[1] >= high[1]:
         raise ConfigError(f"K2S_LIMITER_LOW must be below K2S_LIMITER_HIGH "
                           f"({env.get('K2S_LIMITER_LOW', '70%')!r} is not below {env.get('K2S_LIMITER_HIGH', '80%')!r})")
+    if settings.redis_tls and not settings.redis_url.startswith("rediss://"):
+        raise ConfigError(f"K2S_REDIS_TLS_* is set but K2S_REDIS_URL={redact(settings.redis_url)!r} "
+                          f"is not a rediss:// URL: use rediss:// to connect with TLS")
+    if bool(settings.redis_tls_cert) != bool(settings.redis_tls_key):
+        raise ConfigError("K2S_REDIS_TLS_CERT and K2S_REDIS_TLS_KEY go together: set both or neither")
+    if not re.fullmatch(r"rediss?://.*|unix://.*", settings.redis_url):
+        raise ConfigError(f"K2S_REDIS_URL={redact(settings.redis_url)!r} is not valid: "
+                          f"expected redis://[user:password@]host:port/db or rediss://...")
     try:
         settings.encoder_options()
     except ValueError as exc:

@@ -108,7 +108,7 @@ class Limiter:
 
     def connect(self) -> None:
         """In the supervisor, after the first fork: warn about a policy that loses jobs."""
-        self.client = connect(self.settings.redis_url, timeout=0.5)
+        self.client = connect(self.settings.redis_url, timeout=0.5, tls=self.settings.redis_tls)
         try:
             policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy")
         except redis.RedisError:

@@ -15,7 +15,7 @@ class Rejected(ValueError):
 
 
 def push(redis_url: str, jobs: list[bytes], options: EncoderOptions = EncoderOptions(),
-         namespace: str = "") -> Batch:
+         namespace: str = "", tls: dict | None = None) -> Batch:
     """Encode and push serialized ``kafka2sidekiq.v1.Job`` messages; raise Rejected, and
     push nothing, if any of them would be rejected."""
     enc = encoder.select("auto").Encoder(options)
@@ -23,7 +23,7 @@ def push(redis_url: str, jobs: list[bytes], options: EncoderOptions = EncoderOpt
                              time.time_ns() // 1_000_000)
     if batch.rejects:
         raise Rejected("; ".join(f"job {i}: {reason}" for i, reason in batch.rejects))
-    client = connect(redis_url)
+    client = connect(redis_url, tls=tls)
     try:
         Sink(client, namespace).push(batch, [])
     finally:

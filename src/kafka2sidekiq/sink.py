@@ -52,9 +52,10 @@ class Range:
     next: int
 
 
-def connect(url: str, timeout: float = 5.0) -> redis.Redis:
+def connect(url: str, timeout: float = 5.0, tls: dict | None = None) -> redis.Redis:
+    """A client of the Redis at ``url``; ``tls``: the ssl_* options of a rediss:// URL."""
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                health_check_interval=30, retry_on_timeout=False)
+                                health_check_interval=30, retry_on_timeout=False, **(tls or {}))
 
 
 class Sink:

@@ -68,7 +68,7 @@ class Worker:
         self.should_stop = should_stop
         self.source = Source(settings)
         self.dead = DeadLetters(settings)
-        self.sink = Sink(connect(settings.redis_url), settings.redis_namespace,
+        self.sink = Sink(connect(settings.redis_url, tls=settings.redis_tls), settings.redis_namespace,
                          Sink.ledger_name(settings.group_id, settings.topic))
         module = encoder.select(settings.encoder)
         self.encoder = module.Encoder(settings.encoder_options())

@@ -46,3 +46,41 @@ def test_invalid_setting_names_variable_value_and_form(env, message):
 def test_flag_errors_name_the_flag():
     with pytest.raises(config.ConfigError, match="^--batch-size='x' is not valid"):
         config.load(env={}, flags={"batch_size": "x"})
+
+
+BAD = {config._positive_int: "-3", config._byte_size: "12 parsecs", config._non_negative_int: "-1",
+       config._mark: "lots", config._flag: "maybe", config._listen: "nowhere", config._file: "/no/such.pem"}
+
+
+@pytest.mark.parametrize("setting", [s for s in config.SETTINGS if s.parse not in (str, config._name_list)],
+                         ids=lambda s: s.env)
+def test_every_checked_setting_rejects_a_bad_value_in_one_line(setting):
+    bad = BAD.get(setting.parse, "nonsense")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env={setting.env: bad})
+    assert str(err.value) == f"{setting.env}={bad!r} is not valid: expected {setting.expected}"
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"K2S_REDIS_URL": "localhost:6379"}, "K2S_REDIS_URL='localhost:6379' is not valid"),
+    ({"K2S_REDIS_URL": "redis://u:hunter2@h:1/0", "K2S_REDIS_TLS_CA": __file__},
+     "K2S_REDIS_TLS_* is set but K2S_REDIS_URL='redis://u:***@h:1/0' is not a rediss:// URL"),
+    ({"K2S_REDIS_URL": "rediss://h:1/0", "K2S_REDIS_TLS_CERT": __file__}, "K2S_REDIS_TLS_CERT and K2S_REDIS_TLS_KEY go"),
+    ({"K2S_LIMITER_HIGH": "50%", "K2S_LIMITER_LOW": "60%"}, "K2S_LIMITER_LOW must be below K2S_LIMITER_HIGH"),
+])
+def test_settings_that_do_not_fit_together(env, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env=env)
+    assert str(err.value).startswith(message) and "hunter2" not in str(err.value)
+
+
+def test_tls_files_reach_the_redis_client_only_for_rediss():
+    s = config.load(env={"K2S_REDIS_URL": "rediss://h:1/0", "K2S_REDIS_TLS_CA": __file__})
+    assert s.redis_tls == {"ssl_ca_certs": __file__}
+    assert config.load(env={}).redis_tls == {}
+
+
+def test_http_listen_address():
+    assert config.load(env={"K2S_HTTP": "127.0.0.1:9394"}).http == ("127.0.0.1", 9394)
+    assert config.load(env={"K2S_HTTP": ":9394"}).http == ("0.0.0.0", 9394)
+    assert config.load(env={}).http is None
