@@ -1,4 +1,4 @@
-"""Command line: ``kafka2sidekiq run | worker | check | push | produce``.
+"""Command line: ``kafka2sidekiq run | worker | check | push | produce | dlq``.
 
 Every setting is a flag too (``--batch-size``) and an environment variable
 (``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
@@ -67,7 +67,55 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("--key", default="", help="the routing key (jobs of one key keep their order)")
     _job_flags(produce)
     _settings_flags(produce)
+
+    dlq = sub.add_parser("dlq", help="list the dead-letter topic, or replay chosen messages")
+    actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="print the dead letters that match the filters")
+    listing.add_argument("--limit", type=int, help="stop after this many")
+    replay = actions.add_parser("replay", help="send the matching dead letters back to the topic or into a queue")
+    replay.add_argument("--to", type=_destination, default="topic",
+                        help="topic (default: back into the topic each came from, checked again) or "
+                             "queue:NAME (straight into Redis queue NAME, class allow-list not applied)")
+    replay.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
+    replay.add_argument("--rate", type=float, default=100.0, help="most messages sent per second (default 100)")
+    replay.add_argument("--limit", type=int, help="stop after this many")
+    for action in (listing, replay):
+        _dlq_filters(action)
+        _settings_flags(action)
     return p
+
+
+def _destination(text: str) -> str:
+    if text == "topic" or (text.startswith("queue:") and len(text) > len("queue:")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected topic or queue:NAME")
+
+
+def _offsets(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an offset or a range such as 100-250")
+    return int(lo), int(hi or lo)
+
+
+def _time(text: str) -> int:
+    from .dlq import parse_time
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a time such as 2026-11-25T02:40:00Z "
+                                         f"or epoch seconds") from None
+
+
+def _dlq_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (all must match)")
+    group.add_argument("--partition", type=int, help="only this partition of the dead-letter topic")
+    group.add_argument("--offsets", type=_offsets, help="offsets of the dead-letter topic, e.g. 100-250")
+    group.add_argument("--since", type=_time, help="dead-lettered at or after this time (UTC unless given)")
+    group.add_argument("--until", type=_time, help="dead-lettered before this time")
+    group.add_argument("--reason", help="reason code, e.g. class_not_allowed")
+    group.add_argument("--class", dest="job_class", help="job class (or ActiveJob class)")
+    group.add_argument("--queue", help="queue the job asked for")
 
 
 def _job_flags(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kafka2sidekiq {args.command}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         return _push(job, settings) if args.command == "push" else _produce(job, args.key, settings)
+    if args.command == "dlq":
+        from .dlq import Filters, run as dlq
+        first, last = args.offsets or (None, None)
+        filters = Filters(partition=args.partition, first=first, last=last, since_ms=args.since,
+                          until_ms=args.until, reason=args.reason, job_class=args.job_class, queue=args.queue)
+        return dlq(settings, args.dlq_action, filters, args.limit, getattr(args, "to", "topic"),
+                   getattr(args, "dry_run", False), getattr(args, "rate", 100.0))
     if args.command == "check":
         from .check import run as check
         return check(settings)
