@@ -16,6 +16,7 @@ from services import SASL_PASSWORD, SASL_USER  # noqa: E402
 
 PASSWORD = "s3cret-acl-pass"
 WRONG = "not-the-password"
+ACL = "+@read +@write +@transaction +@connection +info +select"  # what the README tells operators
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -37,14 +38,14 @@ def certificates(d: Path) -> None:
 @pytest.fixture
 def tls_redis(tmp_path):
     """(port, cert dir) of a redis-server with TLS only, client certificates required,
-    the default user off and one ACL user."""
+    the default user off and one ACL user with only the rights the README names."""
     certificates(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
          "--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem",
          "--tls-auth-clients", "yes", "--save", "", "--appendonly", "no",
-         "--user", "default", "off", "--user", "k2s", "on", f">{PASSWORD}", "~*", "&*", "+@all"],
+         "--user", "default", "off", "--user", "k2s", "on", f">{PASSWORD}", "~*", *ACL.split()],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(host="127.0.0.1", port=port, username="k2s", password=PASSWORD, ssl=True,
                          ssl_ca_certs=str(tmp_path / "ca.pem"), ssl_certfile=str(tmp_path / "client.pem"),
