@@ -4,7 +4,9 @@ one line each, what the bridge would meet. Exit 0 when nothing is wrong, 1 other
 Checks: the topic and its partitions, the dead-letter topic; Redis version,
 maxmemory and maxmemory-policy; the Sidekiq processes seen in Redis (their heartbeats),
 the queues they listen to, and whether their versions read the configured timestamp
-format.
+format; then what the bridge would do: where it would start (the larger of the group's
+committed offset and the ledger, as a worker does), how many messages wait, which
+encoder and timestamps it would use.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Callable
 
 import msgspec
 import redis
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from .config import Settings, redact
+from . import encoder
 from .sidekiq import TIMESTAMPS_MS
-from .sink import connect
+from .sink import Sink, connect
+from .source import consumer_config
 
 
 def run(settings: Settings, say: Callable[[str], None] = print) -> int:
@@ -30,6 +34,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         say(f"{'ok  ' if ok else 'warn' if ok is None else 'FAIL'} {what}")
 
     # Kafka
+    partitions: list[int] = []
     errors: list[KafkaError] = []  # what librdkafka met on the way, e.g. refused credentials
     admin = AdminClient(settings.kafka_config("kafka2sidekiq-check", {"error_cb": errors.append}))
     try:
@@ -37,7 +42,8 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         if meta is None or meta.error is not None:
             report(False, f"kafka: topic {settings.topic!r} not found at {settings.bootstrap_servers}")
         else:
-            report(True, f"kafka: topic {settings.topic!r} has {len(meta.partitions)} partitions "
+            partitions = sorted(meta.partitions)
+            report(True, f"kafka: topic {settings.topic!r} has {len(partitions)} partitions "
                          f"at {settings.bootstrap_servers}")
         dlq = admin.list_topics(settings.dead_letter_topic, timeout=15).topics.get(settings.dead_letter_topic)
         if dlq is not None and dlq.error is None:
@@ -65,6 +71,8 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
                f"redis: maxmemory-policy {policy}" + ("" if policy == "noeviction" else
                                                        ": under memory pressure Redis evicts keys, jobs among them"))
         _sidekiq(client, settings, report)
+        if partitions:
+            _plan(client, settings, partitions, report)
     except redis.AuthenticationError as exc:
         report(False, f"redis: {where} refused the credentials: {exc}")
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
@@ -73,6 +81,33 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         client.close()
     say(f"{problems} problem(s)")
     return 1 if problems else 0
+
+
+def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report) -> None:
+    """What a worker would do at start: read from max(committed, ledger) to the end."""
+    topic = settings.topic
+    ledger = Sink(client, settings.redis_namespace, Sink.ledger_name(settings.group_id, topic)).ledger(partitions)
+    consumer = Consumer(consumer_config(settings))
+    try:
+        committed = {tp.partition: tp.offset for tp in
+                     consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)}
+        waiting = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
+            waiting += max(0, high - max(low, committed.get(p, -1), ledger.get(p, 0)))
+    except KafkaException as exc:
+        report(False, f"kafka: cannot read the offsets of group {settings.group_id!r}: {exc}")
+        return
+    finally:
+        consumer.close()
+    try:
+        which = encoder.describe(encoder.select(settings.encoder))
+    except encoder.EncoderUnavailable as exc:
+        report(False, f"bridge: K2S_ENCODER=fast: {exc}")
+        return
+    report(True, f"bridge: {settings.workers} worker(s) would read {len(partitions)} partition(s) as group "
+                 f"{settings.group_id!r}, {waiting} message(s) waiting; {which} encoder, "
+                 f"{settings.timestamps} timestamps, rejects to {settings.dead_letter_topic!r}")
 
 
 def _sidekiq(client: redis.Redis, settings: Settings, report) -> None:

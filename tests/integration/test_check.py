@@ -5,7 +5,9 @@ import sys
 
 from confluent_kafka.admin import AdminClient
 
-from helpers import bridge_env, wait_for
+from kafka2sidekiq.encoder import describe, select
+
+from helpers import bridge_env, numbered_jobs, produce, wait_for
 
 
 def visible(bootstrap: str, *topics: str) -> None:
@@ -19,16 +21,21 @@ def check(env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_reports_topic_redis_and_no_sidekiq(bootstrap, make_topic, redis_url):
+def test_reports_topic_redis_no_sidekiq_and_what_the_bridge_would_do(bootstrap, make_topic, redis_url,
+                                                                      redis_client):
     topic = make_topic(3)
     make_topic(1, name=f"{topic}.dlq")
     visible(bootstrap, topic, f"{topic}.dlq")
-    out = check(bridge_env(bootstrap, redis_url, topic))
+    produce(bootstrap, topic, numbered_jobs(40))
+    redis_client.hset(f"k2s:ledger:g-{topic}:{topic}", mapping={"0": 5})  # a bridge pushed some before
+    out = check(bridge_env(bootstrap, redis_url, topic, workers=2))
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"ok   kafka: topic '{topic}' has 3 partitions" in out.stdout
     assert f"ok   kafka: dead-letter topic '{topic}.dlq' exists" in out.stdout
     assert "ok   redis: 7." in out.stdout and "maxmemory-policy noeviction" in out.stdout
     assert "warn sidekiq: no Sidekiq process is running" in out.stdout
+    assert (f"ok   bridge: 2 worker(s) would read 3 partition(s) as group 'g-{topic}', 35 message(s) "
+            f"waiting; {describe(select())} encoder, float timestamps, rejects to '{topic}.dlq'") in out.stdout
 
 
 def test_missing_topic_and_unreachable_redis_fail_with_the_reason(bootstrap):

@@ -20,3 +20,31 @@ def test_benchmark_table_is_generated_from_the_committed_results():
     text = README.read_text()
     begin, end = readme.section(text)
     assert text[begin:end].strip() == readme.table(), "run: python -m bench.readme"
+
+
+def test_every_metric_is_documented():
+    from types import SimpleNamespace
+
+    import psutil
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kafka2sidekiq.metrics import HostMetrics
+
+    host = HostMetrics(SimpleNamespace(paused=False, pauses=0, used_memory=0),
+                       lambda: [("worker", "0", psutil.Process())])
+    host.restarts[0] = 1
+    names = {f.name + ("_total" if f.type == "counter" else "")
+             for f in text_string_to_metric_families(host.exposition().decode())}
+    text = README.read_text()
+    assert len(names) == 13
+    assert [n for n in sorted(names) if f"| `{n}" not in text] == []
+
+
+def test_every_exit_code_is_documented():
+    from kafka2sidekiq import cli, config, supervisor
+
+    text = README.read_text()
+    line = text[text.index("Exit codes:"):text.index("\n\n", text.index("Exit codes:"))]
+    codes = {cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, supervisor.EXIT_BOOT, supervisor.EXIT_CRASHLOOP,
+             config.EXIT_CONFIG}
+    assert [c for c in sorted(codes) if f"{c} " not in line] == []
