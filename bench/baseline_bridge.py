@@ -38,7 +38,8 @@ def main(bootstrap, topic, group, redis_url, batch_size) -> None:
             job = Job.FromString(m.value())
             payload = {"retry": True, "queue": job.queue or "default", "class": job.job_class,
                        "args": decode(job.args_json or "[]"), "jid": secrets.token_hex(12),
-                       "created_at": m.timestamp()[1] / 1000, "enqueued_at": now}
+                       "created_at": m.timestamp()[1] / 1000, "enqueued_at": now,
+                       **(decode(job.extra_json) if job.extra_json else {})}
             queues.setdefault(payload["queue"], []).append(encode(payload))
         pipe = client.pipeline(transaction=False)
         for queue, payloads in queues.items():

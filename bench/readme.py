@@ -1,6 +1,6 @@
-"""The README's benchmark table, made from the committed results (bench/results/*.json).
+"""The README's benchmark section, made from the committed results (bench/results/*.json).
 
-    python -m bench.readme    rewrite the table in README.md
+    python -m bench.readme    rewrite the section in README.md
 """
 
 import json
@@ -9,31 +9,72 @@ from .common import RESULTS
 
 README = RESULTS.parent.parent / "README.md"
 BEGIN, END = "<!-- bench-table:begin", "<!-- bench-table:end"
+NAMES = {"python": "straightforward Python bridge", "push_bulk": "Sidekiq `push_bulk` (Ruby, no Kafka)"}
+
+
+def _name(key: str) -> str:
+    if key in NAMES:
+        return NAMES[key]
+    kind, count = key.rsplit("-", 1)
+    return f"**kafka2sidekiq, {count} worker(s)**" if kind == "ours" else f"raw-copy ceiling, {count} process(es)"
 
 
 def table() -> str:
-    e2e = json.loads((RESULTS / "e2e.json").read_text())
+    suite = json.loads((RESULTS / "suite.json").read_text())
     enc = json.loads((RESULTS / "encoder.json").read_text())
-    m = e2e["machine"]
-    small, large = enc["results"]["small"], enc["results"]["large"]
-    ns = lambda r, k: f"{r['ns_per_job_median'][k]:,.0f}"  # noqa: E731
-    return "\n".join([
-        f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB (Kafka, Redis and the bridge share it); "
-        f"git {e2e['git']} / {enc['git']}.",
+    m = suite["machine"]
+    best = f"ours-{max(suite['workers'])}"
+    top = suite["throughput"][best]["jobs_per_second_median"]
+    r = suite["ratios"]
+    lines = [
+        f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB; Kafka, Redis and the bridge share it. "
+        f"git {suite['git']} ([suite.json](bench/results/suite.json)), {suite['jobs']:,} jobs of "
+        f"{suite['job_bytes']} B, 8 partitions, median of {suite['runs']} interleaved runs.",
         "",
-        "| what | kafka2sidekiq | baseline | ratio |",
+        "| contender | jobs/s | ours vs it | CPU s per M jobs | Redis peak MiB | RSS MiB, each process |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, t in suite["throughput"].items():
+        ratio = "" if key == best else f"{top / t['jobs_per_second_median']:.2f}x"
+        lines.append(f"| {_name(key)} | {t['jobs_per_second_median']:,} | {ratio} | "
+                     f"{t['cpu_seconds_per_million_median']} | {t['redis_peak_mib_median']} | "
+                     f"{', '.join(map(str, t['rss_max_mib']))} |")
+    lines += [
+        "",
+        f"Paired ratios (each run's contenders back to back), {max(suite['workers'])} workers: "
+        f"**{r['ours_over_python']['median']}x** the Python bridge (runs: {_runs(r['ours_over_python'])}), "
+        f"**{r['ours_over_push_bulk']['median']}x** Sidekiq `push_bulk` ({_runs(r['ours_over_push_bulk'])}), "
+        f"**{r['ours_share_of_raw_copy']['median']:.0%}** of the raw-copy ceiling "
+        f"({_runs(r['ours_share_of_raw_copy'])}).",
+        "",
+        "| offered load (share of the maximum above) | jobs/s offered | jobs/s the producer managed | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in suite["latency"]:
+        lines.append(f"| {row['share_of_max']:.0%} | {row['offered_per_second']:,} | {row['sent_per_second']:,} | "
+                     f"{row['p50_ms']} | "
+                     f"{row['p99_ms']} | {row['max_ms']} |")
+    waits = suite["sweep"]["batch_wait_ms"]
+    lines += [
+        "",
+        "`K2S_BATCH_WAIT_MS` sweep (batch size 1000), jobs/s: " + ", ".join(
+            f"{w} ms: {v:,}" for w, v in waits.items()) + ".",
+        "",
+        "![throughput against batch size](bench/results/suite.png)",
+        "",
+        "| encoder ([encoder.json](bench/results/encoder.json), median of "
+        f"{enc['runs']} runs) | compiled ns/job | protobuf library + msgspec ns/job | ratio |",
         "|---|---|---|---|",
-        f"| end to end, {e2e['workers']} worker, {e2e['jobs']:,} jobs of ~177 B, jobs/s, median of {e2e['runs']} runs "
-        f"([e2e.json](bench/results/e2e.json)) | {e2e['jobs_per_second_median']['kafka2sidekiq']:,} | "
-        f"{e2e['jobs_per_second_median']['baseline']:,} (straightforward Python bridge) | "
-        f"{e2e['kafka2sidekiq_over_baseline']}x (median of per-run ratios "
-        f"{', '.join(str(r) for r in e2e['ratio_per_run'])}) |",
-        f"| encoder, ~177 B job, ns/job, median of {enc['runs']} runs ([encoder.json](bench/results/encoder.json)) | "
-        f"{ns(small, 'compiled')} | {ns(small, 'baseline')} (protobuf library + msgspec) | "
-        f"{small['baseline_over_compiled']}x |",
-        f"| encoder, ~4.3 KB job, ns/job | {ns(large, 'compiled')} | {ns(large, 'baseline')} | "
-        f"{large['baseline_over_compiled']}x |",
-    ])
+    ]
+    for label, key in (("~177 B job", "small"), ("~4.3 KB job", "large")):
+        e = enc["results"][key]
+        lines.append(f"| {label} | {e['ns_per_job_median']['compiled']:,.0f} | "
+                     f"{e['ns_per_job_median']['baseline']:,.0f} | {e['baseline_over_compiled']}x |")
+    return "\n".join(lines)
+
+
+def _runs(ratio: dict) -> str:
+    return ", ".join(str(x) for x in ratio["per_run"])
 
 
 def section(text: str) -> tuple[int, int]:

@@ -1,0 +1,171 @@
+"""The benchmark suite: kafka2sidekiq against the alternatives, side by side, same jobs,
+same Kafka, same Redis, interleaved runs.
+
+    python -m bench [--quick] [--jobs N] [--runs N] [--workers-max N]
+
+1. throughput: jobs/s from a pre-filled topic (8 partitions, 1,000 keys) into Redis for
+   1, 2 and N workers (the real supervisor), the straightforward Python bridge, the
+   raw-copy ceiling (N processes) and Sidekiq's push_bulk in Ruby; with the cost of each:
+   CPU seconds per million jobs, largest RSS per process, Redis peak memory;
+2. sweep: the same against K2S_BATCH_SIZE (baselines at the same batch size) and
+   K2S_BATCH_WAIT_MS, to show where the shipped defaults sit;
+3. latency: produce -> in Redis, p50/p99/max, at 25 %, 50 % and 90 % of the throughput
+   measured for N workers.
+
+Uses the local services (scripts/services.py) unless K2S_BOOTSTRAP_SERVERS and
+K2S_REDIS_URL are set. Writes bench/results/suite.json (suite-quick.json with --quick)
+and the chart bench/results/suite.png; python -m bench.readme puts the table in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+
+import redis
+from tqdm import tqdm
+
+from . import common, e2e, latency
+
+DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
+FULL = {"jobs": 400_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
+        "latency_seconds": 10.0}
+QUICK = {"jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100], "latency_seconds": 3.0}
+LOADS = (0.25, 0.50, 0.90)
+WARM_UP = 0.10  # a first, unreported load: connections made, caches warm
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run, a short sweep: under 2 minutes")
+    parser.add_argument("--jobs", type=int, help="jobs per drain")
+    parser.add_argument("--runs", type=int, help="interleaved runs of the throughput section")
+    parser.add_argument("--workers-max", type=int, default=os.cpu_count() or 2, help="N (default: CPU count)")
+    args = parser.parse_args(argv)
+    plan = dict(QUICK if args.quick else FULL)
+    plan["jobs"] = args.jobs or plan["jobs"]
+    plan["runs"] = args.runs or plan["runs"]
+    jobs, n = plan["jobs"], args.workers_max
+    counts = sorted({1, 2, n})
+
+    bootstrap, redis_url = e2e.services()
+    url = e2e.db_url(redis_url, 1)
+    client = redis.Redis.from_url(url)
+    topic = e2e.new_topic(bootstrap)
+    print(f"pre-filling {topic}: {jobs:,} jobs of {len(e2e.small_job())} bytes, 8 partitions", flush=True)
+    e2e.prefill(bootstrap, topic, jobs)
+
+    def contenders(size: int = DEFAULT_BATCH_SIZE) -> list[e2e.Contender]:
+        return [*(e2e.ours(bootstrap, topic, url, w, size) for w in counts),
+                e2e.python_bridge(bootstrap, topic, url, size), e2e.raw_copy(bootstrap, topic, url, n, size),
+                e2e.push_bulk(url, jobs, size)]
+
+    total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * 4 + len(plan["waits"])) + len(LOADS) + 1
+    bar = tqdm(total=total, unit="run", dynamic_ncols=True)
+
+    def measure(contender: e2e.Contender) -> e2e.Drain:
+        bar.set_description(contender.name)
+        client.flushdb()
+        try:
+            return e2e.drain(contender, client, jobs)
+        finally:
+            client.flushdb()
+            bar.update()
+
+    # 1. throughput, interleaved so that every contender meets the same noise
+    runs: dict[str, list[dict]] = {}
+    for r in range(plan["runs"]):
+        for contender in contenders():
+            d = measure(contender)
+            runs.setdefault(contender.name, []).append(d.as_dict())
+            bar.write(f"run {r + 1}/{plan['runs']} {contender.name:12} {d.jobs_per_second:10,.0f} jobs/s  "
+                      f"{d.cpu_seconds_per_million:6.1f} CPU s/M jobs  Redis peak {d.redis_peak / 2**20:5.0f} MiB")
+    best = f"ours-{n}"
+    throughput = {name: summary(samples) for name, samples in runs.items()}
+    ratios = {
+        "ours_over_python": paired(runs[best], runs["python"]),
+        "ours_over_push_bulk": paired(runs[best], runs["push_bulk"]),
+        "ours_share_of_raw_copy": paired(runs[best], runs[f"raw_copy-{n}"]),
+    }
+
+    # 2. sweep: medians of as many rounds as the throughput section had
+    sized: dict[str, dict[int, list[float]]] = {}
+    waited: dict[int, list[float]] = {}
+    for _ in range(plan["runs"]):
+        for size in plan["sizes"]:
+            for contender in contenders(size):
+                if contender.name.startswith("ours") and contender.name != best:
+                    continue
+                sized.setdefault(contender.name, {}).setdefault(size, []).append(measure(contender).jobs_per_second)
+        for wait in plan["waits"]:
+            waited.setdefault(wait, []).append(
+                measure(e2e.ours(bootstrap, topic, url, n, DEFAULT_BATCH_SIZE, wait)).jobs_per_second)
+    by_size = {name: {size: round(statistics.median(v)) for size, v in sizes.items()} for name, sizes in sized.items()}
+    by_wait = {wait: round(statistics.median(v)) for wait, v in waited.items()}
+
+    # 3. latency at fixed shares of what N workers did
+    top = throughput[best]["jobs_per_second_median"]
+    bar.set_description("latency")
+    lat = latency.run(bootstrap, redis_url, n, [top * f for f in (WARM_UP, *LOADS)], plan["latency_seconds"],
+                      bar.update)[1:]
+    for load, row in zip(LOADS, lat):
+        row["share_of_max"] = load
+    bar.close()
+    client.close()
+
+    results = {"quick": args.quick, "jobs": jobs, "runs": plan["runs"], "workers": counts,
+               "job_bytes": len(e2e.small_job()),
+               "defaults": {"batch_size": DEFAULT_BATCH_SIZE, "batch_wait_ms": DEFAULT_BATCH_WAIT_MS},
+               "throughput": throughput, "ratios": ratios,
+               "targets": {"ours_over_python >= 4": ratios["ours_over_python"]["median"] >= 4,
+                           "ours_over_push_bulk >= 4": ratios["ours_over_push_bulk"]["median"] >= 4,
+                           "ours_share_of_raw_copy >= 0.6": ratios["ours_share_of_raw_copy"]["median"] >= 0.6},
+               "sweep": {"batch_size": by_size, "batch_wait_ms": by_wait},
+               "latency": lat}
+    path = common.write("suite-quick" if args.quick else "suite", results)
+    results = json.loads(path.read_text())  # with the machine, versions and git sha
+    print(report(results))
+    from . import chart
+    png = chart.draw(results, path.with_suffix(".png"))
+    print(f"wrote {path} and {png}")
+    return results
+
+
+def summary(samples: list[dict]) -> dict:
+    def med(key):
+        return round(statistics.median(s[key] for s in samples), 2)
+    rss = [max(col) for col in zip(*(s["rss_max_mib"] for s in samples))]
+    return {"jobs_per_second_median": round(med("jobs_per_second")),
+            "jobs_per_second_runs": [s["jobs_per_second"] for s in samples],
+            "cpu_seconds_per_million_median": med("cpu_seconds_per_million"),
+            "redis_peak_mib_median": med("redis_peak_mib"),
+            "rss_max_mib": rss}
+
+
+def paired(ours: list[dict], theirs: list[dict]) -> dict:
+    """Ratios of runs made back to back, then their median: robust to a noisy machine."""
+    per_run = [round(a["jobs_per_second"] / b["jobs_per_second"], 2) for a, b in zip(ours, theirs)]
+    return {"per_run": per_run, "median": round(statistics.median(per_run), 2)}
+
+
+def report(r: dict) -> str:
+    lines = [f"\n{r['jobs']:,} jobs of {r['job_bytes']} B, median of {r['runs']} run(s)",
+             f"{'contender':14} {'jobs/s':>10} {'CPU s/M':>8} {'Redis MiB':>9}  RSS MiB of each process"]
+    for name, t in r["throughput"].items():
+        rss = " ".join(map(str, t["rss_max_mib"]))
+        lines.append(f"{name:14} {t['jobs_per_second_median']:>10,} {t['cpu_seconds_per_million_median']:>8} "
+                     f"{t['redis_peak_mib_median']:>9}  {rss}")
+    for key, v in r["ratios"].items():
+        lines.append(f"{key}: {v['median']} (per run {', '.join(map(str, v['per_run']))})")
+    for key, ok in r["targets"].items():
+        lines.append(f"target {key}: {'met' if ok else 'MISSED'}")
+    lines.append("sweep K2S_BATCH_SIZE: " + "; ".join(
+        f"{name} " + " ".join(f"{s}:{v:,}" for s, v in sizes.items()) for name, sizes in r["sweep"]["batch_size"].items()))
+    lines.append("sweep K2S_BATCH_WAIT_MS: " + " ".join(f"{w}:{v:,}" for w, v in r["sweep"]["batch_wait_ms"].items()))
+    for row in r["latency"]:
+        lines.append(f"latency at {row['share_of_max']:.0%} ({row['offered_per_second']:,}/s offered, "
+                     f"{row['sent_per_second']:,}/s sent, {row['received']:,} of {row['sent']:,} received): p50 {row['p50_ms']} ms, "
+                     f"p99 {row['p99_ms']} ms, max {row['max_ms']} ms")
+    return "\n".join(lines)
