@@ -23,6 +23,7 @@ from . import encoder
 from .sidekiq import TIMESTAMPS_MS
 from .sink import Sink, connect
 from .source import consumer_config
+from .worker import start_offsets
 
 
 def run(settings: Settings, say: Callable[[str], None] = print) -> int:
@@ -91,10 +92,11 @@ def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report
     try:
         committed = {tp.partition: tp.offset for tp in
                      consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)}
+        start = start_offsets(partitions, committed, ledger)
         waiting = 0
         for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
-            waiting += max(0, high - max(low, committed.get(p, -1), ledger.get(p, 0)))
+            waiting += max(0, high - max(low, start[p]))
     except KafkaException as exc:
         report(False, f"kafka: cannot read the offsets of group {settings.group_id!r}: {exc}")
         return

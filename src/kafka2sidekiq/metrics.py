@@ -111,7 +111,7 @@ class HostMetrics:
 
     def exited(self, slot: int, restarted: bool) -> None:
         """A worker left: its counters become history (the next one starts at zero)."""
-        _add(self.retired, {k: v for k, v in self.live.pop(slot, {}).items() if k != "lag"})
+        _add(self.retired, self.live.pop(slot, {}))  # _add leaves the lag out
         if restarted:
             self.restarts[slot] += 1
 

@@ -57,7 +57,17 @@ class Child:
 
     @property
     def role(self) -> str:
-        return "coordinator" if self.slot == COORDINATOR else f"worker {self.slot}"
+        return role_name(self.slot)
+
+
+def role_of(slot: int) -> tuple[str, int | None]:
+    """(role, worker slot) of a slot: the coordinator has none."""
+    return ("coordinator", None) if slot == COORDINATOR else ("worker", slot)
+
+
+def role_name(slot: int) -> str:
+    role, n = role_of(slot)
+    return role if n is None else f"{role} {n}"
 
 
 class Supervisor:
@@ -213,10 +223,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor; it decides
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         parent = os.getppid()
-        if slot == COORDINATOR:
-            self.configure_child_logging("coordinator", None)
-        else:
-            self.configure_child_logging("worker", slot)
+        self.configure_child_logging(*role_of(slot))
 
         def should_stop() -> bool:
             return bool(stopping) or os.getppid() != parent  # an orphan leaves
@@ -377,9 +384,9 @@ class Supervisor:
         """(role, slot, process) of the supervisor and each child, for the metrics."""
         out = [("supervisor", "", psutil.Process())]
         for child in self.children.values():
+            role, n = role_of(child.slot)
             try:
-                role, slot = ("coordinator", "") if child.slot == COORDINATOR else ("worker", str(child.slot))
-                out.append((role, slot, psutil.Process(child.pid)))
+                out.append((role, "" if n is None else str(n), psutil.Process(child.pid)))
             except psutil.Error:
                 continue
         return out
@@ -391,7 +398,7 @@ class Supervisor:
         """Every slot has a live child whose loop turned within stall_seconds."""
         now, problems = time.monotonic(), []
         for slot in (COORDINATOR, *range(self.workers)):
-            name = "coordinator" if slot == COORDINATOR else f"worker {slot}"
+            name = role_name(slot)
             child = self.children.get(slot)
             if child is None:
                 problems.append(f"{name}: not running")

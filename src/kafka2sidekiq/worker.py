@@ -56,6 +56,12 @@ def chunks(messages: list, max_bytes: int):
         yield messages[start:]
 
 
+def start_offsets(partitions: list[int], committed: dict[int, int], ledger: dict[int, int]) -> dict[int, int]:
+    """Where a partition is read from: the larger of the group's committed offset and the
+    ledger's, so a crash between a push and a commit never enqueues a job twice."""
+    return {p: max(committed.get(p, -1), ledger.get(p, 0)) for p in partitions}
+
+
 class BootError(Exception):
     """The worker could not start: Redis or Kafka unreachable or misconfigured."""
 
@@ -119,7 +125,7 @@ class Worker:
         if new:
             committed = self.source.committed(new)
             ledger = self._retry(lambda: self.sink.ledger(new), "read the ledger")
-            self.position.update({p: max(committed.get(p, -1), ledger.get(p, 0)) for p in new})
+            self.position.update(start_offsets(new, committed, ledger))
         self.position = {p: self.position[p] for p in partitions}
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
         if self._held:
