@@ -51,6 +51,7 @@ class Coordinator:
     def run(self) -> None:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
+        channel.send(self.sock, {"booted": True})
         while not self.should_stop():
             self.consumer.poll(0.2)  # serves the group; paused partitions yield nothing
             self._read(0)

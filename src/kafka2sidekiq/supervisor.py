@@ -43,7 +43,6 @@ EXIT_OK, EXIT_FAILED, EXIT_BOOT, EXIT_CRASHLOOP = 0, 1, 3, 4
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
            signal.SIGCHLD)
 COORDINATOR = channel.MAX_SLOTS - 1  # its heartbeat slot; workers use 0 .. workers-1
-BOOT_WINDOW = 10.0                   # a child that dies younger than this died at boot
 STATS_SECONDS = 60.0
 RSS_CHECK_SECONDS = 5.0
 
@@ -54,6 +53,7 @@ class Child:
     pid: int
     sock: object
     started: float = field(default_factory=time.monotonic)
+    booted: bool = False      # a worker reached Redis and Kafka; the coordinator subscribed
 
     @property
     def role(self) -> str:
@@ -92,7 +92,6 @@ class Supervisor:
         self.coordinator_stopped = False
         self.quiet = False
         self.exit_code = EXIT_OK
-        self.booted: set[int] = set()              # worker slots whose child has reached Redis and Kafka
         self.assigned = False                      # the coordinator has had its first assignment
         self.metrics = HostMetrics(self.limiter, self.processes)
         self.server: Server | None = None
@@ -252,7 +251,6 @@ class Supervisor:
             self.read_child(child)  # its last words: final offsets and counters, a fatal error
             child.sock.close()
             code = os.waitstatus_to_exitcode(status)
-            self.booted.discard(child.slot)
             self.on_exit(child, code)
             if child.slot != COORDINATOR:
                 self.metrics.exited(child.slot, restarted=child.slot in self.respawn_at)
@@ -262,8 +260,7 @@ class Supervisor:
         if self.stopping or (child.slot != COORDINATOR and child.slot >= self.workers):
             log.info("supervisor: %s (pid %d) stopped: %s", child.role, child.pid, how)
             return
-        young = time.monotonic() - child.started < BOOT_WINDOW
-        if code == EXIT_BOOT or (young and code != 0):
+        if code == EXIT_BOOT or (code != 0 and not child.booted):
             failures = self.failures.get(child.slot, 0) + 1
             self.failures[child.slot] = failures
             if failures >= self.settings.crash_budget:
@@ -273,7 +270,6 @@ class Supervisor:
                 return
             delay = min(30.0, 0.5 * 2 ** (failures - 1))
         else:
-            self.failures[child.slot] = 0
             delay = 0.0
         log.warning("supervisor: %s (pid %d) died: %s; restarting in %.1fs", child.role, child.pid, how, delay)
         self.respawn_at[child.slot] = time.monotonic() + delay
@@ -311,7 +307,8 @@ class Supervisor:
             if "stats" in message:
                 self.metrics.update(child.slot, message["stats"])
             if message.get("booted"):
-                self.booted.add(child.slot)
+                child.booted = True
+                self.failures.pop(child.slot, None)
             if "fatal" in message:
                 self.last_error[child.slot] = message["fatal"]
                 log.error("supervisor: %s: %s", child.role, message["fatal"])
@@ -413,7 +410,8 @@ class Supervisor:
         problems = []
         if not self.assigned:
             problems.append("no partition assignment from Kafka yet")
-        problems += [f"worker {slot}: not booted" for slot in range(self.workers) if slot not in self.booted]
+        booted = {slot for slot, child in self.children.items() if child.booted}
+        problems += [f"worker {slot}: not booted" for slot in range(self.workers) if slot not in booted]
         if self.limiter.failing or not self.limiter.polled_at:
             problems.append("Redis does not answer")
         return _verdict(problems)

@@ -5,6 +5,7 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 
 import psutil
@@ -48,23 +49,40 @@ def cleanup():
 
 
 def test_random_worker_sigkills_every_two_seconds(bootstrap, make_topic, redis_url, redis_client, cleanup):
+    # The jobs arrive in ten waves over ~14 s while the bridge runs, so the kills land
+    # mid-stream however fast the machine drains a backlog.
     topic = make_topic(8)
     produced = numbered_jobs(1_000_000, keys=1000)
-    produce(bootstrap, topic, produced)
+    waves = [produced[i:i + 100_000] for i in range(0, len(produced), 100_000)]
+    produce(bootstrap, topic, waves[0])
+    failures = []
+
+    def produce_rest():
+        try:
+            for wave in waves[1:]:
+                time.sleep(1.5)
+                produce(bootstrap, topic, wave)
+        except BaseException as exc:  # surfaced by the assertion below
+            failures.append(exc)
+
     bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2, batch_size=500), "run")
     cleanup(bridge)
+    producer = threading.Thread(target=produce_rest, daemon=True)
+    producer.start()
     rnd = random.Random(SEED)
     kills = 0
     deadline = time.monotonic() + 300
-    while redis_client.llen("queue:default") < len(produced) and time.monotonic() < deadline:
+    while (producer.is_alive() or redis_client.llen("queue:default") < len(produced)) and time.monotonic() < deadline:
         time.sleep(2)
         pids = worker_pids(bridge)
-        if pids and redis_client.llen("queue:default") < len(produced):
+        if pids and (producer.is_alive() or redis_client.llen("queue:default") < len(produced)):
             os.kill(rnd.choice(pids), signal.SIGKILL)
             kills += 1
+    producer.join(60)
+    assert not failures, failures
     settle(redis_client, "queue:default", len(produced), 60)
     assert bridge.stop() == 0, bridge.output()[-3000:]
-    assert kills >= 2, "the run ended before the kills: grow the test"
+    assert kills >= 5, f"only {kills} kills landed while the jobs were arriving"
     out = bridge.output()
     assert out.count("died: signal SIGKILL") >= kills - 1
     # the kills changed only the local plan: the group never rebalanced

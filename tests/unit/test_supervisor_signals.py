@@ -1,11 +1,12 @@
 """Signals go through the supervisor's queue and change only its state (no processes)."""
 
 import signal
+import time
 
 import pytest
 
 from kafka2sidekiq import config
-from kafka2sidekiq.supervisor import Supervisor
+from kafka2sidekiq.supervisor import EXIT_CRASHLOOP, EXIT_OK, Child, Supervisor
 
 
 @pytest.fixture
@@ -56,3 +57,16 @@ def test_tstp_is_quiet_and_resizing_stops_when_stopping(supervisor):
 def test_sigchld_alone_changes_nothing(supervisor):
     dispatch(supervisor, signal.SIGCHLD)
     assert supervisor.stopping is None and supervisor.workers == 2
+
+
+def test_only_deaths_before_boot_count_towards_the_crash_budget(supervisor):
+    """A worker killed again and again after it booted (OOM killer, an operator) is always
+    restarted at once; one that never boots backs off and ends the run at the budget."""
+    for pid in range(100, 120):
+        supervisor.on_exit(Child(0, pid, None, booted=True), -signal.SIGKILL)
+        assert supervisor.respawn_at[0] <= time.monotonic() and supervisor.exit_code == EXIT_OK
+    delays = []
+    for pid in range(200, 205):
+        supervisor.on_exit(Child(1, pid, None), -signal.SIGKILL)
+        delays.append(round(supervisor.respawn_at[1] - time.monotonic(), 1))
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0] and supervisor.exit_code == EXIT_CRASHLOOP
