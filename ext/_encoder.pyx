@@ -19,6 +19,7 @@ from .encoder_py import (MAX_EPOCH_SECONDS, MAX_NAME_BYTES, REASONS, Batch, Enco
 from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
 
 cdef extern from "Python.h":
+    object PyObject_CallOneArg(object callable, object arg)
     char *PyOS_double_to_string(double val, char format_code, int precision, int flags,
                                 int *ptype) except NULL
     int Py_DTSF_ADD_DOT_0
@@ -46,11 +47,11 @@ cdef extern from "k2s_wire.h":
     int k2s_jid_valid(const uint8_t *s, size_t n)
     void k2s_strip(const uint8_t **s, size_t *n)
     uint64_t k2s_fnv1a64(const uint8_t *s, size_t n)
-    void k2s_jid_at(uint64_t state, char *out)
     size_t k2s_write_u64(char *out, uint64_t v)
     size_t k2s_write_i64(char *out, int64_t v)
     size_t k2s_write_ms_as_seconds(char *out, int64_t ms)
-    char *k2s_write_job(char *w, const k2s_job *job, const char *jid, const char *created,
+    char *k2s_write_job(char *w, const k2s_job *job, const char *jid, uint64_t jid_state,
+                        const char *created,
                         size_t created_len, const char *topic, size_t topic_len,
                         int64_t partition, int64_t offset)
 
@@ -158,15 +159,26 @@ cdef class Encoder:
         self.buf, self.cap = fresh, need
         return 0
 
-    def encode_batch(self, str topic, messages, int64_t now_ms):
-        """Encode ``messages``, a sequence of (value, timestamp_ms, partition, offset).
+    def encode_batch(self, str topic, messages, int64_t now_ms, Py_ssize_t start=0, Py_ssize_t max_bytes=0):
+        """Encode ``messages[start:]``: (value, timestamp_ms, partition, offset) tuples or
+        confluent-kafka Messages, whose indexes the rejects and errors give.
 
         ``timestamp_ms`` is the Kafka message timestamp (negative when unavailable);
         ``now_ms`` is the push time, epoch milliseconds, the same for the whole batch.
+        With ``max_bytes``, the batch stops before the message that would take the values
+        taken past it (a larger message travels alone); ``end`` says where it stopped.
         """
-        batch = Batch()
-        cdef dict queues = batch.queues
-        cdef list scheduled = batch.scheduled, rejects = batch.rejects
+        batch = Batch(end=start)
+        cdef list items = messages if type(messages) is list else list(messages)
+        cdef dict queues = batch.queues, offsets = batch.offsets
+        cdef list scheduled = batch.scheduled, rejects = batch.rejects, errors = batch.errors
+        cdef Py_ssize_t total = len(items), taken = 0, count = 0, size = 0, end = start
+        cdef list span = None   # [first, next) of the current partition, next kept in span_next
+        cdef int64_t span_partition = -1, span_next = 0
+        # A Message's accessors, called through the type's descriptors: no bound method each
+        cdef type kind = None
+        cdef object get_error = None, get_value = None, get_timestamp = None
+        cdef object get_partition = None, get_offset = None
         cdef bytes topic_b = topic.encode()
         cdef const uint8_t *topic_p = <const uint8_t *>PyBytes_AS_STRING(topic_b)
         cdef size_t topic_n = <size_t>PyBytes_GET_SIZE(topic_b)
@@ -180,7 +192,7 @@ cdef class Encoder:
             stamp_n = <size_t>(put_ms_as_seconds(stamp, now_ms) - stamp)
         cdef bytes enqueued_tail = b',"enqueued_at":' + stamp[:stamp_n] + b'}'
 
-        cdef Py_ssize_t index = 0
+        cdef Py_ssize_t index
         cdef bytes last_queue = None
         cdef list last_list = None
         cdef int64_t last_partition = -1
@@ -199,28 +211,56 @@ cdef class Encoder:
         cdef int64_t last_ts = -1
         cdef char ts_text[48]
         cdef size_t ts_n = 0
-        cdef char jid_buf[24]
+        cdef uint64_t jid_state = 0
         cdef char created_buf[64]
         cdef const char *jid
         cdef const char *created
         cdef size_t created_n
 
-        for item in messages:
-            value, timestamp_ms, partition, offset = item
+        for index in range(start, total):
+            item = items[index]
+            if type(item) is tuple:
+                value, timestamp_ms, partition, offset = item
+            else:
+                if type(item) is not kind:
+                    kind = type(item)
+                    get_error, get_value, get_timestamp = kind.error, kind.value, kind.timestamp
+                    get_partition, get_offset = kind.partition, kind.offset
+                if PyObject_CallOneArg(get_error, item) is not None:
+                    errors.append(index)
+                    end = index + 1
+                    continue
+                value = PyObject_CallOneArg(get_value, item)
+                timestamp_ms = PyObject_CallOneArg(get_timestamp, item)[1]
+                partition = PyObject_CallOneArg(get_partition, item)
+                offset = PyObject_CallOneArg(get_offset, item)
             if value is None:
                 data, n = <const uint8_t *>b"", 0
             else:
                 data = <const uint8_t *>PyBytes_AS_STRING(value)
                 n = <size_t>PyBytes_GET_SIZE(value)
+            if max_bytes and count and taken + <Py_ssize_t>n > max_bytes:
+                break
+            taken += n
+            count += 1
+            end = index + 1
+            if partition != span_partition or span is None:
+                if span is not None:
+                    span[1] = span_next
+                span_partition = partition
+                span = offsets.get(partition)
+                if span is None:
+                    span = offsets[partition] = [offset, 0]
+            span_next = offset + 1
             reason = self.check(data, n, &job)
             if reason != R_OK:
                 rejects.append((index, REASONS[reason]))
-                index += 1
                 continue
             is_scheduled = job.has_at and job.at > now_s
             self.grow(n + topic_n + FIXED_ROOM)
 
             # the jid: the producer's, or derived from the origin, or the next random one
+            jid = NULL
             if k2s_jid_valid(job.jid, job.jid_len):
                 jid = <const char *>job.jid
             elif self.jid_origin:
@@ -229,12 +269,10 @@ cdef class Encoder:
                     key = f"{topic}/{partition}".encode()
                     origin_seed = k2s_fnv1a64(<const uint8_t *>PyBytes_AS_STRING(key),
                                               <size_t>PyBytes_GET_SIZE(key))
-                k2s_jid_at(origin_seed + 2 * <uint64_t>offset * K2S_GAMMA, jid_buf)
-                jid = jid_buf
+                jid_state = origin_seed + 2 * <uint64_t>offset * K2S_GAMMA
             else:
-                k2s_jid_at(self.state, jid_buf)
+                jid_state = self.state
                 self.state += 2 * K2S_GAMMA
-                jid = jid_buf
             # created_at: the producer's time, else the Kafka timestamp (formatted once)
             if job.has_created_at:
                 created = created_buf
@@ -252,18 +290,20 @@ cdef class Encoder:
                     else:
                         ts_n = <size_t>(put_ms_as_seconds(ts_text, timestamp_ms) - ts_text)
                 created, created_n = ts_text, ts_n
-            w = k2s_write_job(self.buf, &job, jid, created, created_n,
+            w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
                               <const char *>topic_p if self.add_origin else NULL, topic_n,
                               partition, offset)
 
             if is_scheduled:
                 w = put_lit(w, b'}')
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+                size += PyBytes_GET_SIZE(payload)
                 w = put_double(self.buf, job.at)
                 scheduled.append((PyBytes_FromStringAndSize(self.buf, w - self.buf), payload))
             else:
                 w = put_lit(w, enqueued_tail)
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+                size += w - self.buf
                 if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
                         or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
                     last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
@@ -272,7 +312,9 @@ cdef class Encoder:
                     if last_list is None:
                         last_list = queues[queue_s] = []
                 last_list.append(payload)
-            index += 1
+        if span is not None:
+            span[1] = span_next
+        batch.size, batch.end = size, end
         return batch
 
     cdef int check(self, const uint8_t *data, size_t n, k2s_job *job) except -2:
@@ -338,3 +380,51 @@ cdef class Encoder:
         if job.has_created_at and not (isfinite(job.created_at) and 0 <= job.created_at <= EPOCH_MAX):
             return R_BAD_CREATED_AT
         return R_OK
+
+
+cdef inline Py_ssize_t bulk_room(object arg) except -1:
+    """Bytes a RESP bulk string of ``arg`` takes: $<len>\r\n<arg>\r\n."""
+    if type(arg) is not bytes:
+        raise TypeError(f"Redis arguments must be bytes, not {type(arg).__name__}")
+    cdef char digits[24]
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(arg)
+    return n + <Py_ssize_t>k2s_write_u64(digits, <uint64_t>n) + 5
+
+
+cdef inline char *put_bulk(char *w, bytes arg) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(arg)
+    w[0] = b'$'
+    w += 1 + k2s_write_u64(w + 1, <uint64_t>n)
+    w[0], w[1] = b'\r', b'\n'
+    w = put(w + 2, PyBytes_AS_STRING(arg), <size_t>n)
+    w[0], w[1] = b'\r', b'\n'
+    return w + 2
+
+
+def resp(args):
+    """One Redis command in RESP, as the sink sends it: ``args`` are bytes, or lists of
+    bytes spliced in place (``[b"LPUSH", key, payloads]`` needs no tuple of a thousand)."""
+    cdef Py_ssize_t count = 0, room = 0
+    cdef char digits[24]
+    for arg in args:
+        if type(arg) is list:
+            count += len(<list>arg)
+            for item in <list>arg:
+                room += bulk_room(item)
+        else:
+            count += 1
+            room += bulk_room(arg)
+    room += <Py_ssize_t>k2s_write_u64(digits, <uint64_t>count) + 3
+    out = PyBytes_FromStringAndSize(NULL, room)
+    cdef char *w = PyBytes_AS_STRING(out)
+    w[0] = b'*'
+    w += 1 + k2s_write_u64(w + 1, <uint64_t>count)
+    w[0], w[1] = b'\r', b'\n'
+    w += 2
+    for arg in args:
+        if type(arg) is list:
+            for item in <list>arg:
+                w = put_bulk(w, <bytes>item)
+        else:
+            w = put_bulk(w, <bytes>arg)
+    return out

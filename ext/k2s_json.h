@@ -91,20 +91,42 @@ static int k2s_hex4(const uint8_t *p, unsigned *out) {
     return 0;
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* A bit per byte of p[0:16] that is not plain (see k2s_special8): a signed compare
+ * below 0x20 catches control characters and UTF-8 bytes alike. */
+static inline unsigned k2s_special16(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i hit = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                               _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                            _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+    return (unsigned)_mm_movemask_epi8(hit);
+}
+#endif
+
+/* The first byte at or after p that is not plain, or end. */
+static inline const uint8_t *k2s_plain_run(const uint8_t *p, const uint8_t *end) {
+#ifdef __SSE2__
+    for (; end - p >= 16; p += 16) {  /* sixteen bytes at a time */
+        unsigned special = k2s_special16(p);
+        if (special) return p + __builtin_ctz(special);
+    }
+#endif
+    for (; end - p >= 8; p += 8) {  /* eight at a time */
+        uint64_t word, special;
+        memcpy(&word, p, 8);
+        if ((special = k2s_special8(word))) return p + (__builtin_ctzll(special) >> 3);
+    }
+    while (p < end && k2s_plain[*p]) p++;
+    return p;
+}
+
 /* The rest of a string, p just after its opening quote: the byte after the closing
  * quote, or NULL. Sets *escaped when the string holds a backslash. */
 static const uint8_t *k2s_string(const uint8_t *p, const uint8_t *end, int *escaped) {
     for (;;) {
-        uint64_t word, special;
-        while (end - p >= 8) {  /* plain text, eight bytes at a time */
-            memcpy(&word, p, 8);
-            if ((special = k2s_special8(word))) {
-                p += __builtin_ctzll(special) >> 3;  /* straight to the first special byte */
-                break;
-            }
-            p += 8;
-        }
-        while (p < end && k2s_plain[*p]) p++;
+        p = k2s_plain_run(p, end);
         if (p >= end) return NULL;  /* unterminated */
         uint8_t ch = *p;
         if (ch == '"') return p + 1;

@@ -43,7 +43,13 @@ static inline double k2s_le_double(const uint8_t *p) {
 /* 0 when buf[0:n] is a well-formed Job message; its fields in *job. */
 static int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job) {
     const uint8_t *p = buf, *end = buf + n;
-    memset(job, 0, sizeof *job);
+    /* field by field: a memset of the struct compiles to `rep stos`, slow to start */
+    job->job_class = job->queue = job->args = job->jid = job->extra = job->wrapped = NULL;
+    job->job_class_len = job->queue_len = job->args_len = job->jid_len = job->extra_len =
+        job->wrapped_len = 0;
+    job->at = job->created_at = 0.0;
+    job->has_at = job->has_created_at = job->retry_kind = 0;
+    job->retry_value = 0;
     while (p < end) {
         uint64_t tag, v = 0, len;
         const uint8_t *data = NULL;
@@ -87,35 +93,54 @@ static int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job) {
     return 0;
 }
 
+/* Byte classes of the names in a job: a bit per class. */
+enum { K2S_UPPER = 1, K2S_WORD = 2, K2S_QUEUE = 4, K2S_HEX = 8 };
+
+static const uint8_t k2s_name_class[256] = {
+#define K2S_Q_(c) [c] = K2S_QUEUE
+#define K2S_U_(c) [c] = K2S_UPPER | K2S_WORD | K2S_QUEUE
+    /* queue names: printable ASCII without space, '"', ',' and '\\' */
+    K2S_Q_('!'), K2S_Q_('#'), K2S_Q_('$'), K2S_Q_('%'), K2S_Q_('&'), K2S_Q_('\''), K2S_Q_('('),
+    K2S_Q_(')'), K2S_Q_('*'), K2S_Q_('+'), K2S_Q_('-'), K2S_Q_('.'), K2S_Q_('/'), K2S_Q_(':'),
+    K2S_Q_(';'), K2S_Q_('<'), K2S_Q_('='), K2S_Q_('>'), K2S_Q_('?'), K2S_Q_('@'), K2S_Q_('['),
+    K2S_Q_(']'), K2S_Q_('^'), K2S_Q_('`'), K2S_Q_('{'), K2S_Q_('|'), K2S_Q_('}'), K2S_Q_('~'),
+    ['_'] = K2S_WORD | K2S_QUEUE,
+    ['0'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['1'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['2'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['3'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['4'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['5'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['6'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['7'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['8'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['9'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['a'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['b'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['c'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['d'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['e'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['f'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['g' ... 'z'] = K2S_WORD | K2S_QUEUE,
+    ['A' ... 'Z'] = K2S_UPPER | K2S_WORD | K2S_QUEUE,
+#undef K2S_Q_
+#undef K2S_U_
+};
+
 /* A Ruby constant path: [A-Z][A-Za-z0-9_]* joined by "::". */
 static int k2s_constant_path(const uint8_t *s, size_t n) {
     size_t i = 0;
     for (;;) {
-        if (i >= n || s[i] < 'A' || s[i] > 'Z') return 0;
+        if (i >= n || !(k2s_name_class[s[i]] & K2S_UPPER)) return 0;
         i++;
-        while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-                         (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            i++;
+        while (i < n && (k2s_name_class[s[i]] & K2S_WORD)) i++;
         if (i == n) return 1;
         if (n - i < 2 || s[i] != ':' || s[i + 1] != ':') return 0;
         i += 2;
     }
 }
 
-/* Printable ASCII without space, '"', ',' and '\'. */
-static int k2s_queue_name(const uint8_t *s, size_t n) {
-    if (n == 0) return 0;
+static int k2s_all_of(const uint8_t *s, size_t n, uint8_t cls) {
     for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x21 || s[i] > 0x7E || s[i] == '"' || s[i] == ',' || s[i] == '\\') return 0;
+        if (!(k2s_name_class[s[i]] & cls)) return 0;
     return 1;
 }
 
-static int k2s_jid_valid(const uint8_t *s, size_t n) {
-    if (n != 24) return 0;
-    for (size_t i = 0; i < 24; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
-    return 1;
-}
+static int k2s_queue_name(const uint8_t *s, size_t n) { return n && k2s_all_of(s, n, K2S_QUEUE); }
+
+static int k2s_jid_valid(const uint8_t *s, size_t n) { return n == 24 && k2s_all_of(s, n, K2S_HEX); }
 
 static inline int k2s_space_byte(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -140,13 +165,24 @@ static inline uint64_t k2s_fnv1a64(const uint8_t *s, size_t n) {
     return h;
 }
 
-static const char k2s_hexdigits[] = "0123456789abcdef";
+/* The 32 bits of v as 8 lowercase hex digits at out, in one 8-byte store. */
+static inline void k2s_hex32(uint32_t v, char *out) {
+    uint64_t x = v;  /* spread the nibbles into bytes, the most significant one last */
+    x = (x | (x << 16)) & 0x0000FFFF0000FFFFULL;
+    x = (x | (x << 8)) & 0x00FF00FF00FF00FFULL;
+    x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    x = __builtin_bswap64(x);  /* the most significant first, as text reads */
+    uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;  /* 1 where > 9 */
+    x += 0x3030303030303030ULL + letters * ('a' - '0' - 10);
+    memcpy(out, &x, 8);
+}
 
 /* 24 lowercase hex digits at out: 64 bits of one output, the top 32 of the next. */
 static inline void k2s_jid_at(uint64_t state, char *out) {
     uint64_t hi = k2s_mix64(state + K2S_GAMMA), lo = k2s_mix64(state + 2 * K2S_GAMMA) >> 32;
-    for (int i = 15; i >= 0; i--) { out[i] = k2s_hexdigits[hi & 15]; hi >>= 4; }
-    for (int i = 23; i >= 16; i--) { out[i] = k2s_hexdigits[lo & 15]; lo >>= 4; }
+    k2s_hex32((uint32_t)(hi >> 32), out);
+    k2s_hex32((uint32_t)hi, out + 8);
+    k2s_hex32((uint32_t)lo, out + 16);
 }
 
 /* --- numbers --- */
@@ -190,8 +226,10 @@ static inline char *k2s_put(char *w, const void *s, size_t n) {
 }
 
 /* Everything from '{' to just before ',"enqueued_at"' (or the closing brace of a
- * scheduled job). `jid` is 24 characters; with a `topic`, k2s_origin is written too. */
-static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, const char *created,
+ * scheduled job). `jid` is 24 characters, or NULL for the one k2s_jid_at(jid_state)
+ * writes; with a `topic`, k2s_origin is written too. */
+static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, uint64_t jid_state,
+                           const char *created,
                            size_t created_len, const char *topic, size_t topic_len,
                            int64_t partition, int64_t offset) {
     K2S_PUT(w, "{\"retry\":");
@@ -225,7 +263,8 @@ static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, const c
     K2S_PUT(w, ",\"args\":");
     w = k2s_put(w, job->args, job->args_len);
     K2S_PUT(w, ",\"jid\":\"");
-    memcpy(w, jid, 24);
+    if (jid) memcpy(w, jid, 24);
+    else k2s_jid_at(jid_state, w);
     w += 24;
     K2S_PUT(w, "\",\"created_at\":");
     return k2s_put(w, created, created_len);

@@ -98,10 +98,25 @@ class EncoderOptions:
 
 @dataclass
 class Batch:
-    """What one call makes of a batch of messages."""
+    """What one call makes of a run of messages: the jobs, and the bookkeeping the push
+    needs (which offsets it covers, how many payload bytes it carries)."""
     queues: dict[str, list[bytes]] = field(default_factory=dict)  # queue -> payloads, in order
     scheduled: list[tuple[bytes, bytes]] = field(default_factory=list)  # (score, payload)
-    rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in messages, reason)
+    errors: list[int] = field(default_factory=list)  # indexes of consumer errors (no job)
+    offsets: dict[int, list[int]] = field(default_factory=dict)  # partition -> [first, next)
+    size: int = 0  # payload bytes, immediate and scheduled
+    end: int = 0   # index after the last message taken
+
+
+def fields_of(message) -> tuple | None:
+    """(value, timestamp_ms, partition, offset) of a tuple or a confluent-kafka Message;
+    None for a Message that carries a consumer error instead of a record."""
+    if type(message) is tuple:
+        return message
+    if message.error() is not None:
+        return None
+    return message.value(), message.timestamp()[1], message.partition(), message.offset()
 
 
 class Malformed(Exception):
@@ -268,20 +283,35 @@ class Encoder:
         self._state = (self._state + 2 * _GAMMA) & _MASK64
         return jid.encode()
 
-    def encode_batch(self, topic: str, messages, now_ms: int) -> Batch:
-        """Encode ``messages``, a sequence of (value, timestamp_ms, partition, offset).
+    def encode_batch(self, topic: str, messages, now_ms: int, start: int = 0, max_bytes: int = 0) -> Batch:
+        """Encode ``messages[start:]``: (value, timestamp_ms, partition, offset) tuples or
+        confluent-kafka Messages, whose indexes the rejects and errors give.
 
         ``timestamp_ms`` is the Kafka message timestamp (negative when unavailable);
         ``now_ms`` is the push time, epoch milliseconds, the same for the whole batch.
+        With ``max_bytes``, the batch stops before the message that would take the values
+        taken past it (a larger message travels alone); ``end`` says where it stopped.
         """
-        batch = Batch()
-        for index, (value, timestamp_ms, partition, offset) in enumerate(messages):
+        batch = Batch(end=start)
+        taken = count = 0
+        for index in range(start, len(messages)):
+            fields = fields_of(messages[index])
+            if fields is None:
+                batch.errors.append(index)
+                batch.end = index + 1
+                continue
+            value, timestamp_ms, partition, offset = fields
+            value = value or b""
+            if max_bytes and count and taken + len(value) > max_bytes:
+                break
+            taken, count, batch.end = taken + len(value), count + 1, index + 1
+            batch.offsets.setdefault(partition, [offset, 0])[1] = offset + 1
             try:
-                queue, score, payload = self.encode_one(
-                    topic, value or b"", timestamp_ms, partition, offset, now_ms)
+                queue, score, payload = self.encode_one(topic, value, timestamp_ms, partition, offset, now_ms)
             except Reject as reject:
                 batch.rejects.append((index, reject.reason))
                 continue
+            batch.size += len(payload)
             if score is not None:
                 batch.scheduled.append((score, payload))
             else:

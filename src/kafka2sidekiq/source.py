@@ -4,6 +4,7 @@ uses them, never before a fork: librdkafka is not fork-safe."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -20,6 +21,22 @@ OFFSET_WAIT_SECONDS = 30
 # coordinator decide what is done.
 MANUAL_OFFSETS = {"enable.auto.commit": False, "enable.auto.offset.store": False,
                   "enable.partition.eof": False}
+
+
+def keep_fetch_memory(prefetch_kbytes: int) -> None:
+    """Let glibc keep the memory of librdkafka's fetch buffers between fetches.
+
+    By default a freed buffer goes back to the kernel and the next fetch faults in fresh
+    zeroed pages: 7% of a worker's CPU under perf went to clearing pages in the broker
+    thread. Buffers under 4 MiB now come from the heap, and up to the prefetch bound
+    (queued_max_kbytes) plus 16 MiB of free memory is kept. Call before the consumer
+    exists. A no-op where the C library has no mallopt (musl)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 4 << 20)
+    mallopt(m_trim_threshold, (prefetch_kbytes << 10) + (16 << 20))
 
 
 def consumer_config(settings: Settings) -> dict:

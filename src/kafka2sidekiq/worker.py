@@ -31,31 +31,6 @@ log = logging.getLogger(__name__)
 PROGRESS_LOG_SECONDS = 30.0
 
 
-def ranges_of(items: list[tuple]) -> list[Range]:
-    """[first, next) offsets per partition of (value, ts, partition, offset) items."""
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for _, _, partition, offset in items:
-        if partition not in first:
-            first[partition] = offset
-        last[partition] = offset
-    return [Range(p, first[p], last[p] + 1) for p in first]
-
-
-def chunks(messages: list, max_bytes: int):
-    """Consecutive runs of ``messages`` whose values add up to at most ``max_bytes`` (a
-    larger message travels alone): the bound on bytes in flight to Redis."""
-    start, size = 0, 0
-    for i, m in enumerate(messages):
-        n = len(m.value() or b"")
-        if size + n > max_bytes and i > start:
-            yield messages[start:i]
-            start, size = i, 0
-        size += n
-    if start < len(messages):
-        yield messages[start:]
-
-
 def start_offsets(partitions: list[int], committed: dict[int, int], ledger: dict[int, int]) -> dict[int, int]:
     """Where a partition is read from: the larger of the group's committed offset and the
     ledger's, so a crash between a push and a commit never enqueues a job twice."""
@@ -156,10 +131,9 @@ class Worker:
                 (self.source.pause if held else self.source.resume)()
                 self._held = held
             messages = self.source.consume(size, wait)
-            if messages:
-                good = [m for m in messages if m.error() is None or self._consumer_error(m)]
-                for chunk in chunks(good, self.settings.batch_max_bytes):
-                    self.deliver(chunk)
+            start = 0
+            while start < len(messages) and not self.should_stop():
+                start = self.deliver(messages, start)
             now = time.monotonic()
             if now - logged >= PROGRESS_LOG_SECONDS:
                 pushed = sum(stats.pushed.values()) + stats.scheduled
@@ -167,27 +141,26 @@ class Worker:
                          (pushed - logged_pushed) / (now - logged), sum(stats.rejected.values()))
                 logged, logged_pushed = now, pushed
 
-    def deliver(self, messages: list) -> None:
-        """Push one batch: returns once Redis and the dead-letter topic have all of it
-        (or the worker was told to stop, in which case nothing is reported)."""
-        if not messages:
-            return
-        topic = self.settings.topic
-        items = [(m.value(), m.timestamp()[1], m.partition(), m.offset()) for m in messages]
-        ranges = ranges_of(items)
-        while items:
-            batch = self.encoder.encode_batch(topic, items, time.time_ns() // 1_000_000)
-            if batch.rejects:
-                by_offset = {(m.partition(), m.offset()): m for m in messages}
-                self._retry(lambda: self.dead.send(
-                    [(by_offset[items[i][2], items[i][3]], reason) for i, reason in batch.rejects]),
-                    "send to the dead-letter topic")
+    def deliver(self, messages: list, start: int = 0) -> int:
+        """Push the batch of ``messages`` from ``start`` that batch_max_bytes allows, and
+        return where the next one starts. Returns once Redis and the dead-letter topic
+        have all of it (or the worker was told to stop: then nothing is reported)."""
+        topic, max_bytes = self.settings.topic, self.settings.batch_max_bytes
+        batch = self.encoder.encode_batch(topic, messages, time.time_ns() // 1_000_000, start, max_bytes)
+        end, errors = batch.end, set(batch.errors)
+        for i in errors:
+            self._consumer_error(messages[i])
+        ranges = [Range(p, first, after) for p, (first, after) in batch.offsets.items()]
+        if batch.rejects:
+            rejects = [(messages[i], reason) for i, reason in batch.rejects]
+            self._retry(lambda: self.dead.send(rejects), "send to the dead-letter topic")
+        while ranges:
             started = time.perf_counter()
             try:
                 stale = self.sink.push(batch, ranges)
             except RedisUnavailable as exc:
                 if self.should_stop():
-                    return
+                    return end
                 self.beat()
                 if str(exc).startswith("OOM"):
                     self.on_oom()
@@ -197,14 +170,14 @@ class Worker:
             if not stale:
                 self.backoff.reset()
                 self.stats.batch(batch, time.perf_counter() - started)
-                self.spent(sum(len(p) for ps in batch.queues.values() for p in ps) +
-                           sum(len(p) for _, p in batch.scheduled))
+                self.spent(batch.size)
                 done = {r.partition: r.next for r in ranges}
                 self.position.update(done)
                 self.report(done)
-                return
+                return end
             # Fencing: Redis already has some of these offsets (a zombie, or a retry after
-            # an ambiguous failure). Keep only what it does not have, and send that.
+            # an ambiguous failure). Keep only what it does not have, and send that (its
+            # rejects are in the dead-letter topic already).
             log.warning("ledger is ahead for partition(s) %s: re-sending only what is missing",
                         ", ".join(f"{p}@{o}" for p, o in sorted(stale.items())))
             for r in ranges:
@@ -213,9 +186,12 @@ class Worker:
                     self.position[r.partition] = ahead
                     if ahead > r.next:
                         self.source.seek(r.partition, ahead)
-            items = [it for it in items if it[3] >= stale.get(it[2], -1)]
+            missing = [messages[i] for i in range(start, end)
+                       if i not in errors and messages[i].offset() >= stale.get(messages[i].partition(), -1)]
             ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
                       for r in ranges if stale.get(r.partition, -1) < r.next]
+            batch = self.encoder.encode_batch(topic, missing, time.time_ns() // 1_000_000)
+        return end
 
     # --- offsets -------------------------------------------------------------------------
 

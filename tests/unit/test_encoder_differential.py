@@ -160,13 +160,36 @@ def test_compiled_equals_reference(opts, batch, rng, now):
     assert_same(opts, batch, rng, now)
 
 
-def assert_same(opts, batch, rng, now):
-    expected = encoder_py.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now)
-    actual = encoder._encoder.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now)
+def assert_same(opts, batch, rng, now, start=0, max_bytes=0):
+    expected = encoder_py.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
+    actual = encoder._encoder.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
     assert actual.rejects == expected.rejects
     assert actual.scheduled == expected.scheduled
     assert actual.queues == expected.queues
     assert list(actual.queues) == list(expected.queues)
+    assert actual == expected  # and the bookkeeping: errors, offsets, size, end
+
+
+class Message:
+    """What confluent-kafka's consume() returns, as far as the encoders look at it."""
+
+    def __init__(self, value, timestamp_ms, partition, offset, error=None):
+        self._fields, self._error = (value, timestamp_ms, partition, offset), error
+
+    def value(self):
+        return self._fields[0]
+
+    def timestamp(self):
+        return (1, self._fields[1])
+
+    def partition(self):
+        return self._fields[2]
+
+    def offset(self):
+        return self._fields[3]
+
+    def error(self):
+        return self._error
 
 
 @seed(SEED)
@@ -259,3 +282,21 @@ def test_compiled_equals_reference_bulk(opts, batch_seed):
     batch = [(rand_value(rnd), rnd.choice([-1, 1700000000123, rnd.randrange(2 ** 44)]),
               rnd.randrange(64), rnd.randrange(2 ** 40)) for _ in range(BULK_BATCH)]
     assert_same(opts, batch, rnd.getrandbits(64), rnd.randrange(2 ** 44))
+
+
+@seed(SEED)
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(opts=options, batch_seed=st.integers(0, 2 ** 64 - 1))
+def test_compiled_equals_reference_on_messages_in_byte_bounded_runs(opts, batch_seed):
+    """Messages as consume() returns them, consumer errors among them, taken from a start
+    index in runs bounded by bytes, as the worker takes them."""
+    rnd = random.Random(batch_seed)
+    partition_next = {p: rnd.randrange(2 ** 40) for p in range(8)}
+    batch = []
+    for _ in range(BULK_BATCH):
+        p = rnd.randrange(8)
+        partition_next[p] += 1
+        batch.append(Message(rand_value(rnd), rnd.choice([-1, 1700000000123]), p, partition_next[p],
+                             error="broker down" if rnd.random() < 0.01 else None))
+    start = rnd.randrange(BULK_BATCH)
+    assert_same(opts, batch, rnd.getrandbits(64), 1700000001000, start, rnd.choice([0, 1, 500, 20_000]))
