@@ -114,6 +114,7 @@ class Drain:
     cpu_seconds: float          # the contender's processes, first job to last
     rss_max: list[int]          # the largest RSS seen of each of its processes, largest first
     redis_peak: int             # largest used_memory seen
+    redis_exec_ms: float | None = None  # mean EXEC time: how long each transaction held Redis
 
     @property
     def jobs_per_second(self) -> float:
@@ -127,7 +128,7 @@ class Drain:
         return {"jobs_per_second": round(self.jobs_per_second), "seconds": round(self.seconds, 3),
                 "cpu_seconds_per_million": round(self.cpu_seconds_per_million, 2),
                 "rss_max_mib": [round(v / 2**20, 1) for v in self.rss_max],
-                "redis_peak_mib": round(self.redis_peak / 2**20, 1)}
+                "redis_peak_mib": round(self.redis_peak / 2**20, 1), "redis_exec_ms": self.redis_exec_ms}
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
@@ -153,6 +154,7 @@ def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float =
     """Start the contender, wait for ``jobs`` in ``key``, stop it. Timed and costed from
     the first job in Redis to the last, so start-up and the first fetch are left out."""
     log = tempfile.TemporaryFile()  # a pipe nobody reads would block a chatty contender
+    client.config_resetstat()  # command stats from zero: EXEC time is this contender's
     proc = subprocess.Popen(contender.argv, env=contender.env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     root = psutil.Process(proc.pid)
     rss: dict[int, int] = {}
@@ -168,7 +170,10 @@ def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float =
                 first, cpu_first = now, _cpu(_tree(root))
             if n >= jobs:
                 procs = _tree(root)
-                return Drain(jobs, now - first, _cpu(procs) - cpu_first, sorted(rss.values(), reverse=True), peak)
+                cpu = _cpu(procs) - cpu_first
+                execs = client.info("commandstats").get("cmdstat_exec")
+                exec_ms = round(execs["usec_per_call"] / 1000, 3) if execs else None
+                return Drain(jobs, now - first, cpu, sorted(rss.values(), reverse=True), peak, exec_ms)
             if proc.poll() is not None:
                 log.seek(0)
                 raise RuntimeError(f"{contender.name} exited with {proc.returncode}: "

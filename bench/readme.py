@@ -54,11 +54,15 @@ def table() -> str:
         lines.append(f"| {row['share_of_max']:.0%} | {row['offered_per_second']:,} | {row['sent_per_second']:,} | "
                      f"{row['p50_ms']} | "
                      f"{row['p99_ms']} | {row['max_ms']} |")
-    waits = suite["sweep"]["batch_wait_ms"]
+    sweep, n = suite["sweep"], max(suite["workers"])
     lines += [
         "",
+        f"`K2S_BATCH_SIZE` sweep, {n} workers, jobs/s (how long each batch's `EXEC` held Redis): " + ", ".join(
+            f"{size}: {v:,} ({sweep['redis_exec_ms'].get(size, '?')} ms)"
+            for size, v in sweep["batch_size"][f"ours-{n}"].items()) + ".",
+        "",
         "`K2S_BATCH_WAIT_MS` sweep (batch size 1000), jobs/s: " + ", ".join(
-            f"{w} ms: {v:,}" for w, v in waits.items()) + ".",
+            f"{w} ms: {v:,}" for w, v in sweep["batch_wait_ms"].items()) + ".",
         "",
         "![throughput against batch size](bench/results/suite.png)",
         "",

@@ -92,18 +92,23 @@ def main(argv=None) -> dict:
 
     # 2. sweep: medians of as many rounds as the throughput section had
     sized: dict[str, dict[int, list[float]]] = {}
+    held: dict[int, list[float]] = {}  # batch size -> how long each of our transactions held Redis
     waited: dict[int, list[float]] = {}
     for _ in range(plan["runs"]):
         for size in plan["sizes"]:
             for contender in contenders(size):
                 if contender.name.startswith("ours") and contender.name != best:
                     continue
-                sized.setdefault(contender.name, {}).setdefault(size, []).append(measure(contender).jobs_per_second)
+                d = measure(contender)
+                sized.setdefault(contender.name, {}).setdefault(size, []).append(d.jobs_per_second)
+                if contender.name == best and d.redis_exec_ms is not None:
+                    held.setdefault(size, []).append(d.redis_exec_ms)
         for wait in plan["waits"]:
             waited.setdefault(wait, []).append(
                 measure(e2e.ours(bootstrap, topic, url, n, DEFAULT_BATCH_SIZE, wait)).jobs_per_second)
     by_size = {name: {size: round(statistics.median(v)) for size, v in sizes.items()} for name, sizes in sized.items()}
     by_wait = {wait: round(statistics.median(v)) for wait, v in waited.items()}
+    exec_ms = {size: round(statistics.median(v), 2) for size, v in held.items()}
 
     # 3. latency at fixed shares of what N workers did
     top = throughput[best]["jobs_per_second_median"]
@@ -122,7 +127,7 @@ def main(argv=None) -> dict:
                "targets": {"ours_over_python >= 4": ratios["ours_over_python"]["median"] >= 4,
                            "ours_over_push_bulk >= 4": ratios["ours_over_push_bulk"]["median"] >= 4,
                            "ours_share_of_raw_copy >= 0.6": ratios["ours_share_of_raw_copy"]["median"] >= 0.6},
-               "sweep": {"batch_size": by_size, "batch_wait_ms": by_wait},
+               "sweep": {"batch_size": by_size, "batch_wait_ms": by_wait, "redis_exec_ms": exec_ms},
                "latency": lat}
     path = common.write("suite-quick" if args.quick else "suite", results)
     results = json.loads(path.read_text())  # with the machine, versions and git sha
@@ -163,6 +168,8 @@ def report(r: dict) -> str:
         lines.append(f"target {key}: {'met' if ok else 'MISSED'}")
     lines.append("sweep K2S_BATCH_SIZE: " + "; ".join(
         f"{name} " + " ".join(f"{s}:{v:,}" for s, v in sizes.items()) for name, sizes in r["sweep"]["batch_size"].items()))
+    lines.append("sweep K2S_BATCH_SIZE, ms each EXEC held Redis: " + " ".join(
+        f"{s}:{v}" for s, v in r["sweep"].get("redis_exec_ms", {}).items()))
     lines.append("sweep K2S_BATCH_WAIT_MS: " + " ".join(f"{w}:{v:,}" for w, v in r["sweep"]["batch_wait_ms"].items()))
     for row in r["latency"]:
         lines.append(f"latency at {row['share_of_max']:.0%} ({row['offered_per_second']:,}/s offered, "
