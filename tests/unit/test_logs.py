@@ -38,3 +38,21 @@ def test_text_lines_carry_role_slot_pid(capsys):
     worker, coordinator = capsys.readouterr().err.splitlines()
     assert worker.endswith(f"WARNING worker-1[{os.getpid()}] slow")
     assert coordinator.endswith(f"INFO coordinator[{os.getpid()}] joined")
+
+
+def test_librdkafka_repeats_are_held_back_and_counted(capsys):
+    logs.configure("text", "coordinator")
+    clock = [0.0]
+    logging.getLogger("librdkafka").filters[:] = [logs.Repeats(60, clock=lambda: clock[0])]
+    refused = "FAIL [consumer-1] [thrd:127.0.0.1:1/bootstrap]: Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+    for _ in range(200):  # ten seconds of a broker that is down
+        logging.getLogger("librdkafka").error(refused)
+        clock[0] += 0.05
+    logging.getLogger("librdkafka").error("another line")
+    logging.getLogger("kafka2sidekiq.supervisor").warning("worker 0 died")
+    logging.getLogger("kafka2sidekiq.supervisor").warning("worker 0 died")  # ours are never held
+    clock[0] = 61.0
+    logging.getLogger("librdkafka").error(refused)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        refused, "another line", "worker 0 died", "worker 0 died", f"{refused} (199 more like it in the last 61 s)"]
