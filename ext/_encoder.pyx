@@ -111,6 +111,44 @@ cdef char *put_ms_as_seconds(char *w, int64_t ms) except NULL:
     return put_double(w, <double>ms / 1000.0)
 
 
+cdef enum:
+    MAX_SPANS = 64
+
+cdef struct Spans:
+    int count, current
+    int64_t partition[MAX_SPANS]
+    int64_t first[MAX_SPANS]
+    int64_t next[MAX_SPANS]
+
+
+cdef int spans_flush(Spans *spans, dict offsets) except -1:
+    """Into ``offsets`` ({partition: [first, next]}), keeping the first of an earlier flush."""
+    cdef int k
+    for k in range(spans.count):
+        span = offsets.get(spans.partition[k])
+        if span is None:
+            offsets[spans.partition[k]] = [spans.first[k], spans.next[k]]
+        else:
+            span[1] = spans.next[k]
+    spans.count, spans.current = 0, -1
+    return 0
+
+
+cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset) except -1:
+    """Make ``partition``'s span the current one, starting it at ``offset`` if new."""
+    cdef int k
+    for k in range(spans.count):
+        if spans.partition[k] == partition:
+            spans.current = k
+            return 0
+    if spans.count == MAX_SPANS:  # more partitions in one batch than we keep: hand them over
+        spans_flush(spans, offsets)
+    k = spans.count
+    spans.count += 1
+    spans.partition[k], spans.first[k], spans.current = partition, offset, k
+    return 0
+
+
 cdef class Encoder:
     """Turns batches of Kafka messages into Sidekiq payloads grouped by queue."""
 
@@ -173,8 +211,9 @@ cdef class Encoder:
         cdef dict queues = batch.queues, offsets = batch.offsets
         cdef list scheduled = batch.scheduled, rejects = batch.rejects, errors = batch.errors
         cdef Py_ssize_t total = len(items), taken = 0, count = 0, size = 0, end = start
-        cdef list span = None   # [first, next) of the current partition, next kept in span_next
-        cdef int64_t span_partition = -1, span_next = 0
+        # [first, next) offsets per partition, kept in C until the end of the batch
+        cdef Spans spans
+        spans.count, spans.current = 0, -1
         # A Message's accessors, called through the type's descriptors: no bound method each
         cdef type kind = None
         cdef object get_error = None, get_value = None, get_timestamp = None
@@ -244,14 +283,9 @@ cdef class Encoder:
             taken += n
             count += 1
             end = index + 1
-            if partition != span_partition or span is None:
-                if span is not None:
-                    span[1] = span_next
-                span_partition = partition
-                span = offsets.get(partition)
-                if span is None:
-                    span = offsets[partition] = [offset, 0]
-            span_next = offset + 1
+            if spans.current < 0 or spans.partition[spans.current] != partition:
+                span_find(&spans, offsets, partition, offset)
+            spans.next[spans.current] = offset + 1
             reason = self.check(data, n, &job)
             if reason != R_OK:
                 rejects.append((index, REASONS[reason]))
@@ -312,8 +346,7 @@ cdef class Encoder:
                     if last_list is None:
                         last_list = queues[queue_s] = []
                 last_list.append(payload)
-        if span is not None:
-            span[1] = span_next
+        spans_flush(&spans, offsets)
         batch.size, batch.end = size, end
         return batch
 

@@ -43,3 +43,11 @@ def test_offsets_per_partition_cover_rejects_too(module):
     batch = module.Encoder(EncoderOptions(), seed=1).encode_batch("t", items, 0)
     assert batch.offsets == {3: [10, 14], 1: [5, 6]}
     assert len(batch.rejects) == 4 and batch.size == 0 and batch.end == 4
+
+
+@pytest.mark.parametrize("module", ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_offsets_of_a_batch_over_many_interleaved_partitions(module):
+    """More partitions in one batch than the compiled encoder tracks at once (64)."""
+    items = [(b"junk", 0, i % 100, 1000 + i // 100) for i in range(1000)]
+    batch = module.Encoder(EncoderOptions(), seed=1).encode_batch("t", items, 0)
+    assert batch.offsets == {p: [1000, 1010] for p in range(100)}
