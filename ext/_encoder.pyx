@@ -337,7 +337,7 @@ cdef class Encoder:
             else:
                 w = put_lit(w, enqueued_tail)
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
-                size += w - self.buf
+                size += PyBytes_GET_SIZE(payload)
                 if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
                         or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
                     last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)

@@ -98,25 +98,17 @@ enum { K2S_UPPER = 1, K2S_WORD = 2, K2S_QUEUE = 4, K2S_HEX = 8 };
 
 static const uint8_t k2s_name_class[256] = {
 #define K2S_Q_(c) [c] = K2S_QUEUE
-#define K2S_U_(c) [c] = K2S_UPPER | K2S_WORD | K2S_QUEUE
     /* queue names: printable ASCII without space, '"', ',' and '\\' */
     K2S_Q_('!'), K2S_Q_('#'), K2S_Q_('$'), K2S_Q_('%'), K2S_Q_('&'), K2S_Q_('\''), K2S_Q_('('),
     K2S_Q_(')'), K2S_Q_('*'), K2S_Q_('+'), K2S_Q_('-'), K2S_Q_('.'), K2S_Q_('/'), K2S_Q_(':'),
     K2S_Q_(';'), K2S_Q_('<'), K2S_Q_('='), K2S_Q_('>'), K2S_Q_('?'), K2S_Q_('@'), K2S_Q_('['),
     K2S_Q_(']'), K2S_Q_('^'), K2S_Q_('`'), K2S_Q_('{'), K2S_Q_('|'), K2S_Q_('}'), K2S_Q_('~'),
+#undef K2S_Q_
     ['_'] = K2S_WORD | K2S_QUEUE,
-    ['0'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['1'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['2'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['3'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['4'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['5'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['6'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['7'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['8'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['9'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['a'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['b'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['c'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['d'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
-    ['e'] = K2S_WORD | K2S_QUEUE | K2S_HEX, ['f'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['0' ... '9'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
+    ['a' ... 'f'] = K2S_WORD | K2S_QUEUE | K2S_HEX,
     ['g' ... 'z'] = K2S_WORD | K2S_QUEUE,
     ['A' ... 'Z'] = K2S_UPPER | K2S_WORD | K2S_QUEUE,
-#undef K2S_Q_
-#undef K2S_U_
 };
 
 /* A Ruby constant path: [A-Z][A-Za-z0-9_]* joined by "::". */

@@ -147,8 +147,8 @@ class Worker:
         have all of it (or the worker was told to stop: then nothing is reported)."""
         topic, max_bytes = self.settings.topic, self.settings.batch_max_bytes
         batch = self.encoder.encode_batch(topic, messages, time.time_ns() // 1_000_000, start, max_bytes)
-        end, errors = batch.end, set(batch.errors)
-        for i in errors:
+        end = batch.end
+        for i in batch.errors:
             self._consumer_error(messages[i])
         ranges = [Range(p, first, after) for p, (first, after) in batch.offsets.items()]
         if batch.rejects:
@@ -186,8 +186,8 @@ class Worker:
                     self.position[r.partition] = ahead
                     if ahead > r.next:
                         self.source.seek(r.partition, ahead)
-            missing = [messages[i] for i in range(start, end)
-                       if i not in errors and messages[i].offset() >= stale.get(messages[i].partition(), -1)]
+            missing = [m for m in messages[start:end]
+                       if m.error() is None and m.offset() >= stale.get(m.partition(), -1)]
             ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
                       for r in ranges if stale.get(r.partition, -1) < r.next]
             batch = self.encoder.encode_batch(topic, missing, time.time_ns() // 1_000_000)
@@ -220,12 +220,11 @@ class Worker:
             self.backoff.sleep(self.should_stop)
 
     @staticmethod
-    def _consumer_error(message) -> bool:
+    def _consumer_error(message) -> None:
         err = message.error()
         if err.fatal():
             raise KafkaException(err)
         log.warning("consumer: %s", err)
-        return False
 
     def close(self) -> None:
         self.source.commit(self._uncommitted, wait=True)
