@@ -22,7 +22,7 @@ from .config import Settings, redact
 from . import encoder
 from .sidekiq import TIMESTAMPS_MS
 from .sink import Sink, connect
-from .source import consumer_config
+from .source import committed_offsets, consumer_config
 from .worker import start_offsets
 
 
@@ -90,8 +90,7 @@ def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report
     ledger = Sink(client, settings.redis_namespace, Sink.ledger_name(settings.group_id, topic)).ledger(partitions)
     consumer = Consumer(consumer_config(settings))
     try:
-        committed = {tp.partition: tp.offset for tp in
-                     consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)}
+        committed = committed_offsets(consumer, topic, partitions, timeout=15)
         start = start_offsets(partitions, committed, ledger)
         waiting = 0
         for p in partitions:

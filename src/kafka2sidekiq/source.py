@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -39,6 +40,29 @@ def keep_fetch_memory(prefetch_kbytes: int) -> None:
     mallopt(m_trim_threshold, (prefetch_kbytes << 10) + (16 << 20))
 
 
+# A group coordinator that is moving or still loading its offsets: ask again.
+COORDINATOR_BUSY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE}
+
+
+def committed_offsets(consumer: Consumer, topic: str, partitions: list[int], timeout: float) -> dict[int, int]:
+    """The group's committed offsets of ``partitions`` (negative when none). A busy
+    coordinator (a new group on a fresh broker answers NOT_COORDINATOR for a while) is
+    asked again until ``timeout``; any other error is raised at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tps = consumer.committed([TopicPartition(topic, p) for p in partitions],
+                                     timeout=max(1.0, deadline - time.monotonic()))
+            return {tp.partition: tp.offset for tp in tps}
+        except KafkaException as exc:
+            error = exc.args[0]
+            busy = error.code() in COORDINATOR_BUSY or error.retriable()
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def consumer_config(settings: Settings) -> dict:
     return settings.kafka_config("kafka2sidekiq-worker", {
         "group.id": settings.group_id,             # to read the group's committed offsets
@@ -69,9 +93,7 @@ class Source:
 
     def committed(self, partitions: list[int]) -> dict[int, int]:
         """The group's committed offsets (negative when none)."""
-        tps = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions],
-                                      timeout=OFFSET_WAIT_SECONDS)
-        return {tp.partition: tp.offset for tp in tps}
+        return committed_offsets(self.consumer, self.topic, partitions, OFFSET_WAIT_SECONDS)
 
     def assign(self, start: dict[int, int]) -> None:
         """Read each partition from its start offset; a negative one means the earliest."""
