@@ -12,7 +12,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy
 
 from .encoder_py import (MAX_EPOCH_SECONDS, MAX_NAME_BYTES, REASONS, Batch, EncoderOptions,
                          check_args, check_extra)
@@ -149,98 +149,6 @@ cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset
     return 0
 
 
-cdef class Payloads:
-    """One queue's payloads from one batch, read like a list of bytes but held as the
-    RESP bulk strings the sink sends (``$<len>\r\n<payload>\r\n``, back to back): the
-    encoder writes each payload once, into its place, and ``resp`` copies the lot."""
-
-    cdef char *buf
-    cdef size_t used, cap
-    cdef size_t *starts  # where each payload's frame starts in buf
-    cdef Py_ssize_t count, slots
-
-    def __dealloc__(self):
-        PyMem_Free(self.buf)
-        PyMem_Free(self.starts)
-
-    cdef int reserve(self, size_t room) except -1:
-        """Room for one more frame of up to ``room`` bytes."""
-        cdef size_t need = self.used + room, cap = self.cap or 4096
-        cdef char *fresh
-        cdef size_t *more
-        if need > self.cap:
-            while cap < need:
-                cap *= 2
-            fresh = <char *>PyMem_Realloc(self.buf, cap)
-            if fresh == NULL:
-                raise MemoryError()
-            self.buf, self.cap = fresh, cap
-        if self.count == self.slots:
-            more = <size_t *>PyMem_Realloc(self.starts, (self.slots * 2 + 64) * sizeof(size_t))
-            if more == NULL:
-                raise MemoryError()
-            self.starts, self.slots = more, self.slots * 2 + 64
-        return 0
-
-    cdef inline char *payload(self, Py_ssize_t i, size_t *n) noexcept:
-        """The i-th payload's first byte, and its length in ``n``."""
-        cdef char *p = self.buf + self.starts[i] + 1  # past the '$'
-        cdef size_t length = 0
-        while p[0] != b'\r':
-            length = length * 10 + <size_t>(p[0] - 48)
-            p += 1
-        n[0] = length
-        return p + 2
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, key):
-        cdef Py_ssize_t i, start, stop, step
-        cdef size_t n, first, last
-        cdef char *p
-        cdef Payloads part
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.count)
-            if step != 1:
-                return list(self)[key]
-            if start == 0 and stop >= self.count:
-                return self  # never written to again once the batch is made
-            part = Payloads()
-            if stop > start:
-                first = self.starts[start]
-                last = self.starts[stop] if stop < self.count else self.used
-                for i in range(start, stop):
-                    part.reserve(0)
-                    part.starts[part.count] = self.starts[i] - first
-                    part.count += 1
-                part.reserve(last - first)
-                memcpy(part.buf, self.buf + first, last - first)
-                part.used = last - first
-            return part
-        i = key
-        if i < 0:
-            i += self.count
-        if not 0 <= i < self.count:
-            raise IndexError("payload index out of range")
-        p = self.payload(i, &n)
-        return PyBytes_FromStringAndSize(p, <Py_ssize_t>n)
-
-    def __iter__(self):
-        for i in range(self.count):
-            yield self[i]
-
-    def __eq__(self, other):
-        if isinstance(other, (Payloads, list)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None
-
-    def __repr__(self):
-        return f"Payloads({list(self)!r})"
-
-
 cdef class Encoder:
     """Turns batches of Kafka messages into Sidekiq payloads grouped by queue."""
 
@@ -322,17 +230,10 @@ cdef class Encoder:
         else:
             stamp_n = <size_t>(put_ms_as_seconds(stamp, now_ms) - stamp)
         cdef bytes enqueued_tail = b',"enqueued_at":' + stamp[:stamp_n] + b'}'
-        cdef const char *tail_p = PyBytes_AS_STRING(enqueued_tail)
-        cdef size_t tail_n = <size_t>PyBytes_GET_SIZE(enqueued_tail)
 
         cdef Py_ssize_t index
         cdef bytes last_queue = None
-        cdef Payloads out = None
-        cdef char header[24]
-        cdef char *frame
-        cdef char *body
-        cdef size_t header_n, body_n, bound
-        cdef const char *origin
+        cdef list last_list = None
         cdef int64_t last_partition = -1
         cdef uint64_t origin_seed = 0
         cdef k2s_job job
@@ -390,6 +291,7 @@ cdef class Encoder:
                 rejects.append((index, REASONS[reason]))
                 continue
             is_scheduled = job.has_at and job.at > now_s
+            self.grow(n + topic_n + FIXED_ROOM)
 
             # the jid: the producer's, or derived from the origin, or the next random one
             jid = NULL
@@ -422,49 +324,28 @@ cdef class Encoder:
                     else:
                         ts_n = <size_t>(put_ms_as_seconds(ts_text, timestamp_ms) - ts_text)
                 created, created_n = ts_text, ts_n
-            origin = <const char *>topic_p if self.add_origin else NULL
-            bound = n + topic_n + FIXED_ROOM  # no payload is longer
+            w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
+                              <const char *>topic_p if self.add_origin else NULL, topic_n,
+                              partition, offset)
 
             if is_scheduled:
-                self.grow(bound)
-                w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
-                                  origin, topic_n, partition, offset)
                 w = put_lit(w, b'}')
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
                 size += PyBytes_GET_SIZE(payload)
                 w = put_double(self.buf, job.at)
                 scheduled.append((PyBytes_FromStringAndSize(self.buf, w - self.buf), payload))
-                continue
-
-            if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
-                    or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
-                last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
-                queue_s = last_queue.decode("ascii")
-                out = queues.get(queue_s)
-                if out is None:
-                    out = queues[queue_s] = Payloads()
-            # The frame: $<length>\r\n<payload>\r\n. The payload is written where a
-            # header as long as the bound's leaves it, and moved up if its own is shorter.
-            out.reserve(bound + 25)
-            frame = out.buf + out.used
-            header_n = k2s_write_u64(header, bound)
-            body = frame + header_n + 3
-            w = k2s_write_job(body, &job, jid, jid_state, created, created_n,
-                              origin, topic_n, partition, offset)
-            w = put(w, tail_p, tail_n)
-            body_n = <size_t>(w - body)
-            size += body_n
-            header_n = k2s_write_u64(header, body_n)
-            if body != frame + header_n + 3:
-                memmove(frame + header_n + 3, body, body_n)
-                w = frame + header_n + 3 + body_n
-            frame[0] = b'$'
-            memcpy(frame + 1, header, header_n)
-            frame[header_n + 1], frame[header_n + 2] = b'\r', b'\n'
-            w[0], w[1] = b'\r', b'\n'
-            out.starts[out.count] = out.used
-            out.count += 1
-            out.used = <size_t>(w + 2 - out.buf)
+            else:
+                w = put_lit(w, enqueued_tail)
+                payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+                size += PyBytes_GET_SIZE(payload)
+                if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
+                        or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
+                    last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
+                    queue_s = last_queue.decode("ascii")
+                    last_list = queues.get(queue_s)
+                    if last_list is None:
+                        last_list = queues[queue_s] = []
+                last_list.append(payload)
         spans_flush(&spans, offsets)
         batch.size, batch.end = size, end
         return batch
@@ -555,15 +436,11 @@ cdef inline char *put_bulk(char *w, bytes arg) noexcept:
 
 def resp(args):
     """One Redis command in RESP, as the sink sends it: ``args`` are bytes, or lists of
-    bytes or Payloads spliced in place (``[b"LPUSH", key, payloads]`` needs no tuple of a
-    thousand, and Payloads are copied as they are, already framed)."""
+    bytes spliced in place (``[b"LPUSH", key, payloads]`` needs no tuple of a thousand)."""
     cdef Py_ssize_t count = 0, room = 0
     cdef char digits[24]
     for arg in args:
-        if type(arg) is Payloads:
-            count += (<Payloads>arg).count
-            room += <Py_ssize_t>(<Payloads>arg).used
-        elif type(arg) is list:
+        if type(arg) is list:
             count += len(<list>arg)
             for item in <list>arg:
                 room += bulk_room(item)
@@ -578,9 +455,7 @@ def resp(args):
     w[0], w[1] = b'\r', b'\n'
     w += 2
     for arg in args:
-        if type(arg) is Payloads:
-            w = put(w, (<Payloads>arg).buf, (<Payloads>arg).used)
-        elif type(arg) is list:
+        if type(arg) is list:
             for item in <list>arg:
                 w = put_bulk(w, <bytes>item)
         else:
