@@ -187,6 +187,13 @@ static inline size_t k2s_write_u64(char *out, uint64_t v) {
     return n;
 }
 
+/* How many digits k2s_write_u64 writes for v. */
+static inline size_t k2s_decimal_width(uint64_t v) {
+    size_t n = 1;
+    for (; v >= 10; v /= 10) n++;
+    return n;
+}
+
 static inline size_t k2s_write_i64(char *out, int64_t v) {
     if (v < 0) { out[0] = '-'; return 1 + k2s_write_u64(out + 1, (uint64_t)0 - (uint64_t)v); }
     return k2s_write_u64(out, (uint64_t)v);

@@ -100,7 +100,9 @@ class EncoderOptions:
 class Batch:
     """What one call makes of a run of messages: the jobs, and the bookkeeping the push
     needs (which offsets it covers, how many payload bytes it carries)."""
-    queues: dict[str, list[bytes]] = field(default_factory=dict)  # queue -> payloads, in order
+    # queue -> payloads, in order: a list here; the compiled encoder's Payloads, read the
+    # same way, hold them as the RESP frames the sink sends
+    queues: dict[str, list[bytes]] = field(default_factory=dict)
     scheduled: list[tuple[bytes, bytes]] = field(default_factory=list)  # (score, payload)
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in messages, reason)
     errors: list[int] = field(default_factory=list)  # indexes of consumer errors (no job)

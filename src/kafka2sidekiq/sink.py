@@ -19,7 +19,7 @@ per job copying each payload into Lua and back; the extra round trip of WATCH co
 microseconds per batch of a thousand. Why not redis-py's pipeline: packing a thousand
 payloads through it cost ~0.6 us of worker CPU per job (a Python generator per argument,
 then hiredis), more than the encoder; the compiled ``resp`` writes each command in one
-pass. redis-py still owns the connection (TLS, AUTH, reconnects) and hiredis parses the
+pass, and the compiled encoder's payloads are already RESP frames it copies whole. redis-py still owns the connection (TLS, AUTH, reconnects) and hiredis parses the
 replies.
 """
 
