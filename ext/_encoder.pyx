@@ -14,7 +14,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from .encoder_py import (MAX_EPOCH_SECONDS, MAX_NAME_BYTES, REASONS, Batch, EncoderOptions,
                          check_args, check_extra)
@@ -119,6 +119,7 @@ cdef enum:
 
 cdef struct Spans:
     int count, current
+    uint8_t slot[256]  # 1 + the span of a partition (by its low byte), or 0: a hint, checked
     int64_t partition[MAX_SPANS]
     int64_t first[MAX_SPANS]
     int64_t next[MAX_SPANS]
@@ -139,7 +140,10 @@ cdef int spans_flush(Spans *spans, dict offsets) except -1:
 
 cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset) except -1:
     """Make ``partition``'s span the current one, starting it at ``offset`` if new."""
-    cdef int k
+    cdef int k = spans.slot[partition & 255] - 1
+    if 0 <= k < spans.count and spans.partition[k] == partition:
+        spans.current = k
+        return 0
     for k in range(spans.count):
         if spans.partition[k] == partition:
             spans.current = k
@@ -149,6 +153,7 @@ cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset
     k = spans.count
     spans.count += 1
     spans.partition[k], spans.first[k], spans.current = partition, offset, k
+    spans.slot[partition & 255] = <uint8_t>(k + 1)
     return 0
 
 
@@ -330,6 +335,7 @@ cdef class Encoder:
         # [first, next) offsets per partition, kept in C until the end of the batch
         cdef Spans spans
         spans.count, spans.current = 0, -1
+        memset(spans.slot, 0, sizeof(spans.slot))
         # A Message's accessors, called through the type's descriptors: no bound method each
         cdef type kind = None
         cdef object get_error = None, get_value = None, get_timestamp = None

@@ -51,3 +51,14 @@ def test_offsets_of_a_batch_over_many_interleaved_partitions(module):
     items = [(b"junk", 0, i % 100, 1000 + i // 100) for i in range(1000)]
     batch = module.Encoder(EncoderOptions(), seed=1).encode_batch("t", items, 0)
     assert batch.offsets == {p: [1000, 1010] for p in range(100)}
+
+
+@pytest.mark.parametrize("module", ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_offsets_of_partitions_that_share_a_low_byte(module):
+    """The compiled encoder finds a partition's span by its low byte first: 3, 259 and 515
+    share one, and so do the 70 partitions 256 apart that force a hand-over at 64."""
+    items = [(b"junk", 0, (3, 259, 515)[i % 3], 7 + i // 3) for i in range(30)]
+    items += [(b"junk", 0, 256 * (i % 70), 50 + i // 70) for i in range(700)]
+    batch = module.Encoder(EncoderOptions(), seed=1).encode_batch("t", items, 0)
+    assert batch.offsets == {3: [7, 17], 259: [7, 17], 515: [7, 17],
+                             **{256 * p: [50, 60] for p in range(70)}}
