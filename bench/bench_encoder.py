@@ -5,7 +5,7 @@ baseline (the protobuf library's decode, a dict, msgspec's encode), in the same 
 
 Each run encodes batches of 1,000 messages for at least ~0.3 s per encoder; the figure
 is the median over runs. Two jobs: a ~200-byte one and one with ~4 KB of args.
-Writes bench/results/encoder.json.
+Writes bench/results/encoder.json (encoder-quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
         print(f"{job_name:5} job ({len(value)} B): compiled {med['compiled']:8.1f} ns  "
               f"reference {med['reference']:8.1f} ns  baseline {med['baseline']:8.1f} ns  "
               f"-> {med['baseline'] / med['compiled']:.1f}x faster than the baseline")
-    path = common.write("encoder", {"runs": runs, "batch": BATCH, "results": results})
+    path = common.write("encoder-quick" if args.quick else "encoder", {"runs": runs, "batch": BATCH, "results": results})
     print(f"wrote {path}")
     return results
 
