@@ -157,18 +157,6 @@ cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset
     return 0
 
 
-# Buffers of Payloads that are gone, kept for the next batch's: a fresh buffer of a few
-# hundred KiB comes from mmap, and faulting its pages in cost more than the encoding
-# (measured: 13% slower per job than a list of bytes objects, without these). A worker
-# has one batch in flight, so a few are enough; larger ones than SPARE_MAX go back.
-cdef enum:
-    SPARES = 4
-    SPARE_MAX = 4 << 20
-cdef char *spare_buf[SPARES]
-cdef size_t spare_cap[SPARES]
-cdef int spare_count = 0
-
-
 @cython.final
 cdef class Payloads:
     """One queue's payloads from one batch, read like a list of bytes but held as the
@@ -181,22 +169,12 @@ cdef class Payloads:
     cdef Py_ssize_t count
 
     def __dealloc__(self):
-        global spare_count
-        if self.buf != NULL and spare_count < SPARES and self.cap <= SPARE_MAX:
-            spare_buf[spare_count], spare_cap[spare_count] = self.buf, self.cap
-            spare_count += 1
-        else:
-            PyMem_Free(self.buf)
+        PyMem_Free(self.buf)
 
     cdef int reserve(self, size_t room) except -1:
         """Room for ``room`` more bytes."""
-        global spare_count
         cdef size_t need = self.used + room, cap = self.cap or 64 * 1024
         cdef char *fresh
-        if self.buf == NULL and spare_count:
-            spare_count -= 1
-            self.buf, self.cap = spare_buf[spare_count], spare_cap[spare_count]
-            cap = self.cap
         if need > self.cap:
             while cap < need:
                 cap *= 2
