@@ -2,8 +2,9 @@
 """Compiled envelope encoder: the hot path's twin of kafka2sidekiq.encoder_py.
 
 Same API, byte-identical output, same rejections (the differential tests hold it to
-that). One reusable buffer; each payload is written straight into it from the message
-bytes, and the constant parts are written once per batch.
+that). Each payload is written once, straight from the message bytes into its queue's
+Payloads (the RESP frames the sink sends as they are), and the constant parts of a
+payload are formatted once per batch.
 """
 
 import os
