@@ -6,6 +6,8 @@ import hiredis
 import pytest
 
 from kafka2sidekiq import encoder
+from kafka2sidekiq._proto.job_pb2 import Job
+from kafka2sidekiq.encoder_py import EncoderOptions
 from conftest import SEED
 
 pytestmark = pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
@@ -27,10 +29,8 @@ def test_resp_refuses_anything_but_bytes(bad):
         encoder._encoder.resp(bad)
 
 
-def _payloads(values, options=None):
+def _payloads(values, options=EncoderOptions()):
     """The compiled encoder's Payloads for one queue, and the reference's list of them."""
-    from kafka2sidekiq.encoder_py import EncoderOptions
-    options = options or EncoderOptions()
     messages = [(v, 1700000000123, 0, i) for i, v in enumerate(values)]
     compiled = encoder._encoder.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
     reference = encoder.encoder_py.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
@@ -38,7 +38,6 @@ def _payloads(values, options=None):
 
 
 def _job(args: str, padding: int = 0) -> bytes:
-    from kafka2sidekiq._proto.job_pb2 import Job
     return Job(job_class="HardJob", args_json=args).SerializeToString() + _unknown_field(padding)
 
 
