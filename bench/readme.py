@@ -70,9 +70,11 @@ def table() -> str:
         f"{enc['runs']} runs) | compiled ns/job | protobuf library + msgspec ns/job | ratio |",
         "|---|---|---|---|",
     ]
-    for label, key in (("~177 B job", "small"), ("~4.3 KB job", "large")):
+    for label, key in (("{} B job, the same 1,000 times", "small"),
+                       ("1,000 different jobs of {} B on average", "varied"), ("{} B job", "large")):
         e = enc["results"][key]
-        lines.append(f"| {label} | {e['ns_per_job_median']['compiled']:,.0f} | "
+        size = f"{e['message_bytes']:,}"
+        lines.append(f"| {label.format(size)} | {e['ns_per_job_median']['compiled']:,.0f} | "
                      f"{e['ns_per_job_median']['baseline']:,.0f} | {e['baseline_over_compiled']}x |")
     return "\n".join(lines)
 
