@@ -29,7 +29,10 @@ cdef extern from "Python.h":
 
 cdef extern from "k2s_json.h":
     int K2S_JSON_OK, K2S_JSON_BAD, K2S_JSON_DEFER, K2S_JSON_RESERVED
-    int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const char *const *keys)
+    ctypedef struct k2s_keys:
+        pass
+    void k2s_keys_init(k2s_keys *keys, const char *const *list)
+    int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const k2s_keys *keys)
 
 cdef extern from "k2s_wire.h":
     ctypedef struct k2s_job:
@@ -86,6 +89,8 @@ cdef const char **RESERVED_C = <const char **>PyMem_Malloc((len(_RESERVED) + 1) 
 for _i, _k in enumerate(_RESERVED):
     RESERVED_C[_i] = PyBytes_AS_STRING(_k)
 RESERVED_C[len(_RESERVED)] = NULL
+cdef k2s_keys RESERVED
+k2s_keys_init(&RESERVED, RESERVED_C)
 
 
 cdef inline char *put(char *w, const void *s, size_t n) noexcept:
@@ -524,7 +529,7 @@ cdef class Encoder:
 
         k2s_strip(&job.extra, &job.extra_len)
         if job.extra_len:
-            verdict = k2s_json_check(job.extra, job.extra_len, b'{', RESERVED_C)
+            verdict = k2s_json_check(job.extra, job.extra_len, b'{', &RESERVED)
             if verdict == K2S_JSON_DEFER:
                 slow = check_extra(PyBytes_FromStringAndSize(<const char *>job.extra, job.extra_len))
                 verdict = (K2S_JSON_OK if slow is None else

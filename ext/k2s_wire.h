@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "k2s_json.h"  /* k2s_page_holds */
+
 typedef struct {
     const uint8_t *job_class, *queue, *args, *jid, *extra, *wrapped;
     size_t job_class_len, queue_len, args_len, jid_len, extra_len, wrapped_len;
@@ -116,13 +118,10 @@ static const uint8_t k2s_name_class[256] = {
 
 /* Names up to 64 bytes are checked 16 bytes at a time, with bit masks instead of a loop
  * whose end the branch predictor cannot know. The bytes are read where they are when 64
- * bytes from s stay in s's page (readable, since s is: the read cannot fault, and the
- * bytes past the name are masked off), else from a copy. Never under AddressSanitizer,
- * which would rightly see a read past the message. */
+ * bytes from s stay in s's page (k2s_page_holds; the bytes past the name are masked
+ * off), else from a copy. */
 static inline const uint8_t *k2s_name_bytes(const uint8_t *s, size_t n, uint8_t *copy) {
-#if !defined(__SANITIZE_ADDRESS__)
-    if (((uintptr_t)s & 4095) <= 4096 - 64) return s;
-#endif
+    if (k2s_page_holds(s, 64)) return s;
     memset(copy, 0, 64);
     memcpy(copy, s, n);
     return copy;

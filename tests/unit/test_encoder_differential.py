@@ -192,6 +192,32 @@ def test_names_of_every_length_and_edge_byte():
         assert_same(encoder_py.EncoderOptions(), batch, 7, 1700000001000)
 
 
+def test_strings_ending_anywhere_and_keys_like_reserved_ones():
+    """Strings up to 40 bytes are checked 16 bytes at a time, reading past the end of the
+    JSON text when the page allows: every such string as the last thing in args and in
+    extra keys, with a byte that must stop the check at each place, gets the reference's
+    verdict; so do keys that share a reserved key's first byte and length."""
+    rnd = random.Random(SEED)
+    stoppers = ['"', "\\", "\\n", "\x01", "\x7f", "\u00e9", "\U0001f600", "\ud83d", "\xff"]
+    values = []
+    for n in range(41):
+        for _ in range(12):
+            chars = [rnd.choice("ab9 _-") for _ in range(n)]
+            if chars and rnd.random() < 0.7:  # often last: a checker that took it for the quote accepts
+                chars[n - 1 if rnd.random() < 0.5 else rnd.randrange(n)] = rnd.choice(stoppers)
+            text = "".join(chars).encode("utf-8", "surrogatepass")
+            end = rnd.choice(['"', '"', "", "-"])  # closed; not; not, and the text ends there
+            for field, head, tail in ((3, b'[1, "', b"]"), (9, b'{"k":"', b"}"), (9, b'{"', b":1}")):
+                json_text = head + text + (end.encode() + tail if end != "-" else b"")
+                values.append(field_len(1, b"A") + field_len(field, json_text))
+    for key in sorted(encoder_py.RESERVED_KEYS):
+        for twin in (key, key[0] + "z" * (len(key) - 1), key[:-1] + "z", key + "z", key[:-1], key.upper()):
+            values.append(field_len(1, b"A") + field_len(9, b'{"%s":1}' % twin.encode()))
+    for i in range(0, len(values), 1000):
+        batch = [(v, 1700000000123, 0, j) for j, v in enumerate(values[i:i + 1000])]
+        assert_same(encoder_py.EncoderOptions(), batch, 7, 1700000001000)
+
+
 class Message:
     """What confluent-kafka's consume() returns, as far as the encoders look at it."""
 
