@@ -33,4 +33,11 @@ def select(choice: str = "auto"):
 
 
 def describe(module) -> str:
-    return "compiled (Cython)" if module is _encoder and module is not None else "pure Python"
+    if module is not _encoder or module is None:
+        return "pure Python"
+    import confluent_kafka
+
+    if module.message_fields(confluent_kafka.Message) is None:  # slower, still right
+        return (f"compiled (Cython; the Message layout of confluent-kafka {confluent_kafka.version()[0]} "
+                f"not recognised: accessors called)")
+    return "compiled (Cython; Messages read in place)"

@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, numbered_jobs,
                      produce, queue_jobs, settle, wait_for)
+from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
 from conftest import SEED
 
@@ -182,3 +183,32 @@ def test_namespace_prefix_for_sidekiq_6(bootstrap, make_topic, redis_url, redis_
     assert redis_client.smembers("myapp:queues") == {b"default"}
     assert not redis_client.exists("queue:default")
     assert_exactly_once_in_key_order(queue_jobs(redis_client, namespace="myapp"), produced)
+
+
+@pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+def test_consumed_messages_are_read_in_place_as_the_accessors_read_them(bootstrap, make_topic):
+    """Messages that librdkafka made (not the constructor the layout probe uses): the
+    compiled encoder reads them in place and gets what the reference gets through the
+    accessors: values (a tombstone too), timestamps, partitions and offsets."""
+    topic = make_topic(4)
+    values = numbered_jobs(300, keys=10) + [(b"bad", b"\xff not protobuf"), (b"tombstone", None)]
+    produce(bootstrap, topic, values)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+    messages, deadline = [], time.monotonic() + 60
+    try:
+        while len(messages) < len(values) and time.monotonic() < deadline:
+            messages += consumer.consume(500, 1.0)
+    finally:
+        consumer.close()
+    assert len(messages) == len(values) and all(m.error() is None for m in messages)
+    assert encoder._encoder.message_fields(type(messages[0])) is not None
+
+    options = encoder.EncoderOptions(jid="origin")
+    now_ms = int(time.time() * 1000)
+    ours = encoder._encoder.Encoder(options).encode_batch(topic, messages, now_ms)
+    reference = encoder.encoder_py.Encoder(options).encode_batch(topic, messages, now_ms)
+    assert ours == reference
+    assert sum(len(p) for p in ours.queues.values()) == 300 and len(ours.rejects) == 2
+    assert {int(p) for p in ours.offsets} == {0, 1, 2, 3}
