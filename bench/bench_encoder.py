@@ -4,9 +4,11 @@ baseline (the protobuf library's decode, a dict, msgspec's encode), in the same 
     python -m bench.bench_encoder [--runs 7] [--quick]
 
 Each run encodes batches of 1,000 messages for at least ~0.3 s per encoder; the figure
-is the median over runs. Three batches: one ~200-byte job a thousand times, a thousand
+is the median over runs. Four batches: one ~200-byte job a thousand times, a thousand
 different jobs of that shape (as a topic carries them: other ids, amounts, lengths and
-classes, which the branch predictor cannot learn by heart), and a job with ~4 KB of args.
+classes, which the branch predictor cannot learn by heart), a job with ~4 KB of args, all
+as (value, timestamp, partition, offset) tuples; and the ~200-byte job as confluent-kafka
+Messages, which is what the worker hands the encoder.
 Writes bench/results/encoder.json (encoder-quick.json with --quick).
 """
 
@@ -18,6 +20,7 @@ import secrets
 import time
 
 import msgspec
+from confluent_kafka import Message
 
 from kafka2sidekiq import encoder_py
 from kafka2sidekiq._proto.job_pb2 import Job
@@ -66,7 +69,11 @@ class Baseline:
     def encode_batch(self, topic, messages, now_ms):
         queues: dict[str, list[bytes]] = {}
         now = now_ms / 1000
-        for value, timestamp_ms, partition, offset in messages:
+        for message in messages:
+            if type(message) is tuple:
+                value, timestamp_ms, partition, offset = message
+            else:  # a confluent-kafka Message
+                value, timestamp_ms = message.value(), message.timestamp()[1]
             job = Job.FromString(value)
             payload = {"retry": True, "queue": job.queue or "default", **self.decode(job.extra_json or "{}"),
                        "class": job.job_class, "args": self.decode(job.args_json or "[]"),
@@ -96,9 +103,13 @@ def main(argv=None) -> dict:
     contenders = {"compiled": _encoder.Encoder, "reference": encoder_py.Encoder, "baseline": Baseline}
     options = EncoderOptions()
     results = {}
-    batches = {"small": [small_job()] * BATCH, "varied": varied_jobs(BATCH), "large": [large_job()] * BATCH}
+    batches = {"small": [small_job()] * BATCH, "varied": varied_jobs(BATCH), "large": [large_job()] * BATCH,
+               "messages": [small_job()] * BATCH}
     for job_name, values in batches.items():
         messages = [(value, 1700000000123, i % 8, i) for i, value in enumerate(values)]
+        if job_name == "messages":  # as the worker has them from consume()
+            messages = [Message(topic="jobs", value=value, timestamp=(1, timestamp), partition=partition,
+                                offset=offset) for value, timestamp, partition, offset in messages]
         size = round(sum(map(len, values)) / len(values))
         encoders = {name: cls(options) for name, cls in contenders.items()}
         rejected = encoders["compiled"].encode_batch("jobs", messages, NOW_MS).rejects
@@ -115,7 +126,7 @@ def main(argv=None) -> dict:
             "baseline_over_compiled": round(med["baseline"] / med["compiled"], 2),
             "reference_over_compiled": round(med["reference"] / med["compiled"], 2),
         }
-        print(f"{job_name:6} job ({size} B): compiled {med['compiled']:8.1f} ns  "
+        print(f"{job_name:8} job ({size} B): compiled {med['compiled']:8.1f} ns  "
               f"reference {med['reference']:8.1f} ns  baseline {med['baseline']:8.1f} ns  "
               f"-> {med['baseline'] / med['compiled']:.1f}x faster than the baseline")
     path = common.write("encoder-quick" if args.quick else "encoder", {"runs": runs, "batch": BATCH, "results": results})

@@ -71,7 +71,8 @@ def table() -> str:
         "|---|---|---|---|",
     ]
     for label, key in (("{} B job, the same 1,000 times", "small"),
-                       ("1,000 different jobs of {} B on average", "varied"), ("{} B job", "large")):
+                       ("1,000 different jobs of {} B on average", "varied"), ("{} B job", "large"),
+                       ("{} B job as confluent-kafka Messages (what the worker passes)", "messages")):
         e = enc["results"][key]
         size = f"{e['message_bytes']:,}"
         lines.append(f"| {label.format(size)} | {e['ns_per_job_median']['compiled']:,.0f} | "
