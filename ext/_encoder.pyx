@@ -188,7 +188,7 @@ def message_fields(kind):
         from confluent_kafka import KafkaError, Message
         if kind is Message:
             found = _probe_fields(Message, KafkaError)
-    except Exception:  # a constructor that changed: the accessors it is
+    except Exception:  # a constructor unlike the one probed for: keep the accessors
         found = None
     _FIELDS[kind] = found
     return found
