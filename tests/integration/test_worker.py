@@ -189,20 +189,22 @@ def test_namespace_prefix_for_sidekiq_6(bootstrap, make_topic, redis_url, redis_
 def test_consumed_messages_are_read_in_place_as_the_accessors_read_them(bootstrap, make_topic):
     """Messages that librdkafka made (not the constructor the layout probe uses): the
     compiled encoder reads them in place and gets what the reference gets through the
-    accessors: values (a tombstone too), timestamps, partitions and offsets."""
+    accessors: values (a tombstone too), timestamps, partitions, offsets, and the
+    end-of-partition events librdkafka reports as Messages with an error."""
     topic = make_topic(4)
     values = numbered_jobs(300, keys=10) + [(b"bad", b"\xff not protobuf"), (b"tombstone", None)]
     produce(bootstrap, topic, values)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
     messages, deadline = [], time.monotonic() + 60
     try:
-        while len(messages) < len(values) and time.monotonic() < deadline:
+        while sum(m.error() is not None for m in messages) < 4 and time.monotonic() < deadline:
             messages += consumer.consume(500, 1.0)
     finally:
         consumer.close()
-    assert len(messages) == len(values) and all(m.error() is None for m in messages)
+    assert sum(m.error() is None for m in messages) == len(values)
     assert encoder._encoder.message_fields(type(messages[0])) is not None
 
     options = encoder.EncoderOptions(jid="origin")
@@ -211,4 +213,5 @@ def test_consumed_messages_are_read_in_place_as_the_accessors_read_them(bootstra
     reference = encoder.encoder_py.Encoder(options).encode_batch(topic, messages, now_ms)
     assert ours == reference
     assert sum(len(p) for p in ours.queues.values()) == 300 and len(ours.rejects) == 2
+    assert len(ours.errors) >= 4  # an end-of-partition event for each partition, at least
     assert {int(p) for p in ours.offsets} == {0, 1, 2, 3}
