@@ -278,12 +278,8 @@ value:
         if (closers[depth - 1] == '}') goto member;
         goto value;
     case '"':
-        if ((q = k2s_short_string(p + 1, end))) {
-            p = q;
-            goto after;
-        }
-        escaped = 0;
-        if (!(p = k2s_string(p + 1, end, &escaped))) return K2S_JSON_BAD;
+        q = p + 1;
+        if (!(p = k2s_short_string(q, end)) && !(p = k2s_string(q, end, &escaped))) return K2S_JSON_BAD;
         goto after;
     case 't':
         if (!(p = k2s_literal(p, end, "true", 4))) return K2S_JSON_BAD;
