@@ -3,6 +3,10 @@
 Every setting is a flag too (``--batch-size``) and an environment variable
 (``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
 not boot, 4 crash loop, 78 configuration.
+
+Every command checks all of its configuration before it does anything (for ``run``,
+before anything forks): the settings, K2S_LOG_FORMAT, and the K2S_KAFKA_* passthrough as
+librdkafka reads it (``preflight``). A bad value is one line on stderr and exit 78.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kafka2sidekiq",
                                 description="Messages on a Kafka topic become Sidekiq jobs in Redis.")
     p.add_argument("--version", action="version", version=f"kafka2sidekiq {__version__}")
-    p.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("K2S_LOG_FORMAT", "text"),
+    p.add_argument("--log-format", choices=logs.FORMATS,  # default: K2S_LOG_FORMAT, checked in main()
                    help="log lines as text (default) or one JSON object per line [K2S_LOG_FORMAT]")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -210,14 +214,36 @@ def _produce(job: bytes, key: str, settings: config.Settings) -> int:
     return EXIT_OK
 
 
+def _log_format(args: argparse.Namespace) -> str:
+    """--log-format, else K2S_LOG_FORMAT, else text."""
+    if args.log_format:
+        return args.log_format
+    raw = os.environ.get("K2S_LOG_FORMAT", "")
+    if raw and raw not in logs.FORMATS:
+        raise config.ConfigError(f"K2S_LOG_FORMAT={raw!r} is not valid: expected {' or '.join(logs.FORMATS)}")
+    return raw or logs.FORMATS[0]
+
+
+def _configure(args: argparse.Namespace) -> config.Settings:
+    """Everything the command will use, checked before it does anything; ConfigError
+    names the first bad value. Unknown K2S_* names are warned about, not refused."""
+    args.log_format = _log_format(args)
+    logs.configure(args.log_format, "supervisor" if args.command == "run" else args.command)
+    for warning in config.unknown_names():
+        logging.getLogger("kafka2sidekiq").warning("%s", warning)
+    settings = _settings(args)
+    from . import preflight  # librdkafka reads the Kafka settings in a child: nothing here forks later with it
+    preflight.check(settings)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command is None:
         parser().print_help()
         return EXIT_USAGE
-    logs.configure(args.log_format, "supervisor" if args.command == "run" else args.command)
     try:
-        settings = _settings(args)
+        settings = _configure(args)
     except config.ConfigError as exc:
         print(f"kafka2sidekiq: {exc}", file=sys.stderr)
         return config.EXIT_CONFIG

@@ -6,6 +6,9 @@ role. Nothing else in the package reads ``os.environ``.
 
 ``K2S_KAFKA_<librdkafka.key>`` passes any librdkafka setting through, with dots written
 as underscores: ``K2S_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
+Loading is pure and cheap: librdkafka itself reads those keys and values later, in
+``preflight`` (before anything forks). Unknown ``K2S_*`` names are not errors, but
+``unknown_names`` says which they are and what was probably meant.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import re
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -24,6 +28,10 @@ EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the configuration is wrong
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the variable, the value and what fits."""
+
+
+class _Invalid(ValueError):
+    """A value that does not parse, with the reason (shown before the expected form)."""
 
 
 def _positive_int(raw: str) -> int:
@@ -80,6 +88,71 @@ def _listen(raw: str) -> tuple[str, int] | None:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise _Invalid(f"{what} {text!r} is not a number from 1 to 65535")
+    return int(text)
+
+
+def _servers(raw: str) -> str:
+    """Kafka brokers: host:port[,host:port] (a listener name such as SSL:// may lead)."""
+    servers = [part.strip() for part in raw.split(",")]
+    if not any(servers):
+        raise _Invalid("no broker given")
+    for server in servers:
+        if not server:
+            raise _Invalid("an empty entry between commas")
+        address = re.sub(r"^[A-Za-z_]+://", "", server)
+        host, sep, port = address.rpartition(":")
+        if not sep or not host.strip("[]") or ("]" not in host and ":" in host):
+            raise _Invalid(f"{server!r} is not host:port")
+        _port(port, f"{server!r}: port")
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    """redis://[[user]:password@]host[:port][/db], rediss://… or unix://[[user]:password@]/path[?db=N],
+    read the way redis-py reads it, but strictly: a port or database that is not a number
+    is an error here, not a failure to connect later (or, for the database, db 0)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme not in ("redis", "rediss", "unix"):
+        raise ValueError  # the expected form says it all
+    try:
+        url = urlsplit(raw)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise _Invalid(str(exc)) from None
+    query = parse_qs(url.query, keep_blank_values=True)
+    if "db" in query:
+        db = query["db"][-1]
+        if not db.isdigit():
+            raise _Invalid(f"database {db!r} is not a whole number")
+    if url.fragment:
+        raise _Invalid(f"'#{url.fragment}' has no meaning in a Redis URL")
+    if scheme == "unix":
+        if not unquote(url.path).strip("/"):
+            raise _Invalid("no socket path")
+        if url.netloc.rpartition("@")[2]:
+            raise _Invalid(f"host {url.netloc.rpartition('@')[2]!r} given, but a unix:// URL names a socket path")
+    else:
+        hostport = url.netloc.rpartition("@")[2]
+        port = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+        if ":" in port:
+            _port(port.rpartition(":")[2], "port")
+        db = unquote(url.path).strip("/")
+        if db and not db.isdigit():
+            raise _Invalid(f"database {db!r} is not a whole number")
+    if url.query:
+        from redis.connection import parse_url  # the client's own reading of what remains
+
+        try:
+            parse_url(raw)
+        except ValueError as exc:
+            raise _Invalid(str(exc).rstrip(".")) from None
+    return raw
+
+
 def _file(raw: str) -> str:
     """A path to a readable file, or empty."""
     if raw and not os.access(raw, os.R_OK):
@@ -105,6 +178,8 @@ _EXPECTED = {
     _flag: "true or false",
     _file: "the path of a readable file",
     _listen: "host:port such as 127.0.0.1:9394, or empty for off",
+    _servers: "host:port[,host:port] with numeric ports",
+    _redis_url: "redis://[user:password@]host:port/db, rediss://… or unix:///path/to/redis.sock",
     str: "text",
 }
 
@@ -130,11 +205,11 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("bootstrap_servers", str, "127.0.0.1:9092", "Kafka brokers, host:port[,host:port]"),
+    Setting("bootstrap_servers", _servers, "127.0.0.1:9092", "Kafka brokers, host:port[,host:port]"),
     Setting("topic", str, "sidekiq_out", "Kafka topic of Job messages"),
     Setting("group_id", str, "kafka2sidekiq", "Kafka consumer group; also names the offset ledger"),
     Setting("dlq_topic", str, "", "dead-letter topic for rejected messages (empty: <topic>.dlq)"),
-    Setting("redis_url", str, "redis://127.0.0.1:6379/0",
+    Setting("redis_url", _redis_url, "redis://127.0.0.1:6379/0",
             "Redis of the Sidekiq app: redis:// or rediss://, user:password@ for ACL users"),
     Setting("redis_tls_ca", _file, "", "CA certificates (PEM) to verify a rediss:// server (empty: the system's)"),
     Setting("redis_tls_cert", _file, "", "client certificate (PEM), for a Redis with tls-auth-clients"),
@@ -180,6 +255,52 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 KAFKA_PASSTHROUGH = "K2S_KAFKA_"
+
+# K2S_* names that are not settings of the bridge, yet are no mistake: read by the CLI
+# itself, or by the project's own scripts, build and tests. One place; a name ending in _
+# stands for every name it begins. None of them passes through to librdkafka
+# (K2S_KAFKA_VERSION is the Kafka version scripts/services.py runs).
+NOT_SETTINGS: tuple[str, ...] = (
+    "K2S_LOG_FORMAT",                                       # cli.py
+    "K2S_LOCAL_", "K2S_SERVICES_", "K2S_KAFKA_VERSION",     # scripts/services.py, scripts/run
+    "K2S_TEST_", "K2S_REQUIRE_COMPILED",                    # scripts/test, tests/
+    "K2S_NO_EXTENSIONS", "K2S_DEBUG_BUILD", "K2S_SANITIZE",  # setup.py
+)
+
+
+def _not_a_setting(name: str) -> bool:
+    return any(name.startswith(n) if n.endswith("_") else name == n for n in NOT_SETTINGS)
+
+
+def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per K2S_* name in ``env`` that nothing reads (a typo, or a setting
+    that no longer exists), with the nearest valid name when one is near."""
+    env = os.environ if env is None else env
+    known = {s.env for s in SETTINGS}
+    valid = sorted(known | {n for n in NOT_SETTINGS if not n.endswith("_")})
+    out = []
+    for name in sorted(env):
+        if (not name.startswith("K2S_") or name in known or _not_a_setting(name)
+                or name.startswith(KAFKA_PASSTHROUGH)):
+            continue
+        near = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}?" if near else "see kafka2sidekiq run --help for the settings"
+        out.append(f"{name} is not a setting of kafka2sidekiq and is ignored: {hint}")
+    return out
+
+
+def kafka_variable(key: str, env: Mapping[str, str] | None = None) -> str:
+    """The K2S_KAFKA_* variable that set librdkafka's ``key`` (the name as written in
+    ``env``; the usual spelling when ``env`` has none)."""
+    env = os.environ if env is None else env
+    for name in env:
+        if name.startswith(KAFKA_PASSTHROUGH) and _kafka_key(name) == key and not _not_a_setting(name):
+            return name
+    return KAFKA_PASSTHROUGH + key.upper().replace(".", "_")
+
+
+def _kafka_key(name: str) -> str:
+    return name[len(KAFKA_PASSTHROUGH):].lower().replace("_", ".")
 
 
 class _SettingsMethods:
@@ -234,10 +355,12 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
             raw, source = s.default, f"the default of {s.env}"
         try:
             values[s.name] = s.parse(raw)
-        except ValueError:
-            raise ConfigError(f"{source}={raw!r} is not valid: expected {s.expected}") from None
-    values["kafka"] = {k[len(KAFKA_PASSTHROUGH):].lower().replace("_", "."): v
-                       for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH)}
+        except ValueError as exc:
+            shown = redact(raw) if s.parse is _redis_url else raw
+            reason = f"{exc} (expected {s.expected})" if isinstance(exc, _Invalid) else f"expected {s.expected}"
+            raise ConfigError(f"{source}={shown!r} is not valid: {reason}") from None
+    values["kafka"] = {_kafka_key(k): v for k, v in env.items()
+                       if k.startswith(KAFKA_PASSTHROUGH) and not _not_a_setting(k)}
     settings = Settings(**values)
     high, low = settings.limiter_high, settings.limiter_low
     if high[0] == low[0] and low[1] >= high[1]:
@@ -248,9 +371,6 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
                           f"is not a rediss:// URL: use rediss:// to connect with TLS")
     if bool(settings.redis_tls_cert) != bool(settings.redis_tls_key):
         raise ConfigError("K2S_REDIS_TLS_CERT and K2S_REDIS_TLS_KEY go together: set both or neither")
-    if not re.fullmatch(r"rediss?://.*|unix://.*", settings.redis_url):
-        raise ConfigError(f"K2S_REDIS_URL={redact(settings.redis_url)!r} is not valid: "
-                          f"expected redis://[user:password@]host:port/db or rediss://...")
     try:
         settings.encoder_options()
     except ValueError as exc:
@@ -262,7 +382,10 @@ def redact(url: str) -> str:
     """A URL fit for a log line: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL: hide whatever sits between : and @
+        return re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
     if parts.password is None:
         return url
     user = f"{parts.username}:***@" if parts.username else ":***@"

@@ -58,7 +58,9 @@ def test_every_checked_setting_rejects_a_bad_value_in_one_line(setting):
     bad = BAD.get(setting.parse, "nonsense")
     with pytest.raises(config.ConfigError) as err:
         config.load(env={setting.env: bad})
-    assert str(err.value) == f"{setting.env}={bad!r} is not valid: expected {setting.expected}"
+    message = str(err.value)
+    assert message.startswith(f"{setting.env}={bad!r} is not valid: ") and "\n" not in message
+    assert message.endswith((f": expected {setting.expected}", f" (expected {setting.expected})"))
 
 
 @pytest.mark.parametrize("env,message", [
@@ -84,3 +86,195 @@ def test_http_listen_address():
     assert config.load(env={"K2S_HTTP": "127.0.0.1:9394"}).http == ("127.0.0.1", 9394)
     assert config.load(env={"K2S_HTTP": ":9394"}).http == ("0.0.0.0", 9394)
     assert config.load(env={}).http is None
+
+
+# --- the Redis URL and the brokers, read in full at load time ---------------------------
+
+@pytest.mark.parametrize("url,reason", [
+    ("redis://127.0.0.1:notaport/0", "port 'notaport' is not a number from 1 to 65535"),
+    ("redis://127.0.0.1:0/0", "port '0' is not a number from 1 to 65535"),
+    ("redis://127.0.0.1:65536/0", "port '65536' is not a number from 1 to 65535"),
+    ("rediss://u:hunter2@h:6379x/0", "port '6379x' is not a number"),
+    ("redis://127.0.0.1:6379/zero", "database 'zero' is not a whole number"),
+    ("redis://127.0.0.1:6379/0?db=one", "database 'one' is not a whole number"),
+    ("redis://127.0.0.1:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout' in connection URL"),
+    ("unix://", "no socket path"),
+    ("unix://localhost:6379/0", "host 'localhost:6379' given, but a unix:// URL names a socket path"),
+    ("redis://[::1/0", "Invalid IPv6 URL"),
+])
+def test_redis_url_is_read_in_full(url, reason):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env={"K2S_REDIS_URL": url})
+    message = str(err.value)
+    assert message.startswith(f"K2S_REDIS_URL={config.redact(url)!r} is not valid: {reason}")
+    assert "hunter2" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6379/0", "redis://127.0.0.1/3", "redis://127.0.0.1:1", "redis://localhost",
+    "rediss://k2s:p%40ss@cache.example.com:6380/0", "redis://:secret@[::1]:6379/2",
+    "redis://127.0.0.1:6379?db=2&socket_timeout=1.5", "unix:///run/redis/redis.sock",
+    "unix://:secret@/run/redis/redis.sock?db=4",
+])
+def test_redis_urls_that_fit(url):
+    assert config.load(env={"K2S_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize("servers,reason", [
+    ("127.0.0.1:notaport", "'127.0.0.1:notaport': port 'notaport' is not a number"),
+    ("kafka1", "'kafka1' is not host:port"),
+    ("kafka1:9092,kafka2", "'kafka2' is not host:port"),
+    ("kafka1:9092,,kafka2:9092", "an empty entry between commas"),
+    (":9092", "':9092' is not host:port"),
+    ("::1:9092", "'::1:9092' is not host:port"),
+    ("kafka1:99999", "'kafka1:99999': port '99999' is not a number from 1 to 65535"),
+    ("", "no broker given"),
+])
+def test_bootstrap_servers_are_host_and_numeric_port(servers, reason):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env={"K2S_BOOTSTRAP_SERVERS": servers})
+    assert str(err.value).startswith(f"K2S_BOOTSTRAP_SERVERS={servers!r} is not valid: {reason}")
+
+
+@pytest.mark.parametrize("servers", ["127.0.0.1:9092", "a:1, b:2 ,c.example.com:9093", "[::1]:9092",
+                                     "SSL://kafka1:9093"])
+def test_bootstrap_servers_that_fit(servers):
+    assert config.load(env={"K2S_BOOTSTRAP_SERVERS": servers}).bootstrap_servers == servers
+
+
+def test_a_password_is_never_repeated_in_an_error():
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env={"K2S_REDIS_URL": "redis://bridge:hunter2@h:port/0"})
+    assert "hunter2" not in str(err.value) and "bridge:***@h:port" in str(err.value)
+
+
+# --- unknown K2S_* names: a warning with the nearest name, never an error ---------------
+
+def test_unknown_names_suggest_the_nearest_setting():
+    env = {"K2S_BATCH_SIZ": "3", "K2S_REDIS_ULR": "redis://h/0", "K2S_ZZZ_QQQ": "1", "K2S_LOG_FORMATT": "json"}
+    warnings = config.unknown_names(env)
+    assert warnings == [
+        "K2S_BATCH_SIZ is not a setting of kafka2sidekiq and is ignored: did you mean K2S_BATCH_SIZE?",
+        "K2S_LOG_FORMATT is not a setting of kafka2sidekiq and is ignored: did you mean K2S_LOG_FORMAT?",
+        "K2S_REDIS_ULR is not a setting of kafka2sidekiq and is ignored: did you mean K2S_REDIS_URL?",
+        "K2S_ZZZ_QQQ is not a setting of kafka2sidekiq and is ignored: see kafka2sidekiq run --help for the settings",
+    ]
+    config.load(env=env)  # not an error
+
+
+def test_names_of_settings_scripts_and_tests_are_not_unknown():
+    env = {s.env: s.default for s in config.SETTINGS}
+    env.update({"K2S_KAFKA_SASL_MECHANISM": "PLAIN", "K2S_LOG_FORMAT": "json", "K2S_LOCAL_KAFKA_PORT": "29092",
+                "K2S_LOCAL_REDIS_PORT": "26379", "K2S_SERVICES_NAME": "test", "K2S_SERVICES_DIR": "/tmp/x",
+                "K2S_KAFKA_VERSION": "4.1.1", "K2S_TEST_SEED": "1", "K2S_TEST_KAFKA_PORT": "1",
+                "K2S_REQUIRE_COMPILED": "1", "K2S_NO_EXTENSIONS": "1", "K2S_DEBUG_BUILD": "1",
+                "K2S_SANITIZE": "address", "PATH": "/bin"})
+    assert config.unknown_names(env) == []
+
+
+def test_the_kafka_version_of_the_services_script_is_no_librdkafka_setting():
+    s = config.load(env={"K2S_KAFKA_VERSION": "4.1.1", "K2S_KAFKA_LINGER_MS": "5"})
+    assert s.kafka == {"linger.ms": "5"}
+
+
+def test_every_k2s_name_the_repository_uses_is_known():
+    """A name a script, test or build reads must not draw the warning: grep for them."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env_reads = re.compile(r"""(?:environ(?:\.get)?\(?\[?|getenv\(|\$\{?|export |env\[)["']?(K2S_[A-Z0-9_]+)""")
+    names = set()
+    for folder in ("scripts", "tests", "bench", "src", ".ci"):
+        for path in (repo / folder).rglob("*"):
+            if path.is_file() and path.suffix in ("", ".py", ".sh", ".rb") and "egg-info" not in str(path):
+                names |= set(env_reads.findall(path.read_text(errors="replace")))
+    names |= set(re.findall(r"K2S_[A-Z0-9_]+(?==)", (repo / "setup.py").read_text()))
+    assert names, "the pattern finds nothing: fix the test"
+    assert config.unknown_names({n: "" for n in names}) == []
+
+
+# --- preflight: librdkafka reads the Kafka settings of every role, in a child ----------
+
+def _preflight(env):
+    from kafka2sidekiq import preflight
+
+    preflight.check(config.load(env=env), env)
+
+
+def test_preflight_passes_on_the_defaults():
+    _preflight({})
+    _preflight({"K2S_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "K2S_KAFKA_SASL_MECHANISM": "PLAIN",
+                "K2S_KAFKA_SASL_USERNAME": "u", "K2S_KAFKA_SASL_PASSWORD": "p", "K2S_KAFKA_LINGER_MS": "10"})
+
+
+def test_preflight_creates_no_kafka_client_here():
+    import subprocess
+    import sys
+
+    code = ("import sys; from kafka2sidekiq import config, preflight; preflight.check(config.load(env={}), {}); "
+            "print('confluent_kafka' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"K2S_KAFKA_NOT_A_SETTING": "1"},
+     "K2S_KAFKA_NOT_A_SETTING='1' (librdkafka not.a.setting) is not valid: "
+     "No such configuration property: \"not.a.setting\""),
+    ({"K2S_KAFKA_SECURITY_PROTOCOL": "nonsense"},
+     "K2S_KAFKA_SECURITY_PROTOCOL='nonsense' (librdkafka security.protocol) is not valid: "
+     "Invalid value \"nonsense\" for configuration property \"security.protocol\""),
+    ({"K2S_KAFKA_AUTO_OFFSET_RESET": "sometime"},  # worker consumer
+     "K2S_KAFKA_AUTO_OFFSET_RESET='sometime' (librdkafka auto.offset.reset) is not valid"),
+    ({"K2S_KAFKA_ACKS": "1"},  # the dead-letter producer is idempotent
+     "K2S_KAFKA_ACKS='1' (librdkafka acks) is not valid: Failed to create producer: `acks` must be set to `all`"),
+    ({"K2S_SESSION_TIMEOUT_MS": "999999999"},  # a bridge setting librdkafka bounds
+     "K2S_SESSION_TIMEOUT_MS='999999999' (librdkafka session.timeout.ms) is not valid"),
+    ({"K2S_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "K2S_KAFKA_SASL_MECHANISM": "PLAIN"},
+     "K2S_KAFKA_SASL_USERNAME, K2S_KAFKA_SASL_PASSWORD: librdkafka refused the settings of the coordinator "
+     "consumer: Failed to create consumer: sasl.username and sasl.password must be set"),
+])
+def test_preflight_names_the_variable_the_key_and_the_reason(env, message):
+    with pytest.raises(config.ConfigError) as err:
+        _preflight(env)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_preflight_keeps_the_spelling_of_the_variable():
+    with pytest.raises(config.ConfigError, match="^K2S_KAFKA_security_protocol='nonsense' "):
+        _preflight({"K2S_KAFKA_security_protocol": "nonsense"})
+
+
+def test_preflight_does_not_repeat_a_secret():
+    with pytest.raises(config.ConfigError) as err:
+        _preflight({"K2S_KAFKA_SASL_PASSWORD": "hunter2", "K2S_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                    "K2S_KAFKA_SASL_MECHANISM": "PLAIN"})
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(config.ConfigError) as err:
+        _preflight({"K2S_KAFKA_SSL_KEY_PASSWORD": "hunter2", "K2S_KAFKA_NO_SUCH": "x"})
+    assert "hunter2" not in str(err.value)
+
+
+def test_preflight_is_bounded_in_time(monkeypatch):
+    """A child that never answers is killed at the deadline: the probe fails, it never hangs."""
+    import time
+
+    from kafka2sidekiq import preflight
+
+    monkeypatch.setattr(preflight, "probe", lambda settings, env: time.sleep(60))
+    started = time.monotonic()
+    with pytest.raises(config.ConfigError, match="did not finish reading the Kafka settings within 1 s"):
+        preflight.check(config.load(env={}), {}, timeout=1.0)
+    assert time.monotonic() - started < 5
+
+
+def test_preflight_reports_a_child_that_crashed(monkeypatch):
+    import os
+    import signal
+
+    from kafka2sidekiq import preflight
+
+    monkeypatch.setattr(preflight, "probe", lambda settings, env: os.kill(os.getpid(), signal.SIGABRT))
+    with pytest.raises(config.ConfigError, match=r"librdkafka failed while reading the Kafka settings \(signal SIGABRT\)"):
+        preflight.check(config.load(env={}), {}, timeout=5.0)
