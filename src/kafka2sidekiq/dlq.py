@@ -16,6 +16,13 @@ NAME, class allow-list not applied: a quarantine queue that no Sidekiq process w
 on, where the jobs can be looked at in Sidekiq's web UI and moved on or deleted.
 Messages that cannot be a job at all (not protobuf, bad arguments) are skipped and named.
 Replaying twice sends twice: use --dry-run first.
+
+One origin, one letter: a worker that dies after sending its rejects to the dead-letter
+topic but before Redis recorded the batch leaves them to its successor, which sends them
+again (Kafka cannot deduplicate across producer sessions). So ``list`` and ``replay``
+take each origin (headers k2s.topic, k2s.partition, k2s.offset) once, the first copy
+read, and skip later copies of it; ``list`` says at the end how many it hid. Letters
+without those headers are never merged. --limit counts the letters taken, not the copies.
 """
 
 from __future__ import annotations
@@ -60,6 +67,15 @@ class Letter:
     @property
     def reason(self) -> str:
         return self.headers.get("k2s.reason", "?")
+
+    @property
+    def origin_key(self) -> tuple[str, int, int] | None:
+        """(topic, partition, offset) the letter came from; None when the headers do not say."""
+        h = self.headers
+        try:
+            return h["k2s.topic"], int(h["k2s.partition"]), int(h["k2s.offset"])
+        except (KeyError, ValueError):
+            return None
 
     @property
     def origin(self) -> str:
@@ -211,9 +227,16 @@ def run(settings: Settings, action: str, filters: Filters, limit: int | None = N
     """The ``dlq`` command: 0 when done, 1 when Kafka or Redis refused something."""
     topic = settings.dead_letter_topic
     replayer = Replayer(settings, to, rate, say) if action == "replay" and not dry_run else None
-    matched = sent = 0
+    matched = sent = repeats = 0
+    seen: set[tuple[str, int, int]] = set()  # origins taken: a later copy is a worker's re-send
     try:
         for letter in read(settings, filters):
+            origin = letter.origin_key
+            if origin is not None:
+                if origin in seen:
+                    repeats += 1
+                    continue
+                seen.add(origin)
             matched += 1
             if action == "list":
                 say(letter.describe(topic))
@@ -230,10 +253,12 @@ def run(settings: Settings, action: str, filters: Filters, limit: int | None = N
     for line in failed:
         say(f"failed: {line}")
     target = "the origin topic" if to == "topic" else f"Redis queue {to.split(':', 1)[1]!r}"
+    hidden = (f" ({repeats} repeated dead letter(s) of the same origin not "
+              f"{'shown' if action == 'list' else 'replayed'})" if repeats else "")
     if action == "list":
-        say(f"{matched} dead letter(s) matched in {topic}")
+        say(f"{matched} dead letter(s) matched in {topic}{hidden}")
     elif dry_run:
-        say(f"{matched} dead letter(s) matched; dry run: nothing sent (would go to {target})")
+        say(f"{matched} dead letter(s) matched; dry run: nothing sent (would go to {target}){hidden}")
     else:
-        say(f"{matched} dead letter(s) matched, {sent - len(failed)} replayed to {target}")
+        say(f"{matched} dead letter(s) matched, {sent - len(failed)} replayed to {target}{hidden}")
     return 1 if failed else 0

@@ -83,3 +83,74 @@ def test_a_missing_dead_letter_topic_is_named(bootstrap, make_topic, redis_url):
     result = dlq(bridge_env(bootstrap, redis_url, topic), "list")
     assert result.returncode == 1
     assert f"cannot read {topic}.dlq at {bootstrap}" in result.stdout
+
+
+def test_repeated_dead_letters_of_one_origin_are_listed_and_replayed_once(bootstrap, make_topic, redis_url):
+    # A worker that dies between sending its dead letters and recording the batch in Redis
+    # leaves them to its successor, which sends them again: the same origin headers, later
+    # offsets of the dead-letter topic. Written here directly, as such a crash leaves them.
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = make_topic(2)
+    make_topic(2, name=f"{topic}.dlq")
+
+    def letter(n: int, origin: tuple[int, int] | None) -> tuple[bytes, list]:
+        value = Job(job_class="EvilJob", queue="critical", args_json=json.dumps([n])).SerializeToString()
+        headers = [("k2s.reason", b"class_not_allowed"), ("k2s.version", b"test")]
+        if origin is not None:
+            headers += [("k2s.topic", topic.encode()), ("k2s.partition", str(origin[0]).encode()),
+                        ("k2s.offset", str(origin[1]).encode())]
+        return value, headers
+
+    # dead-letter partition 0: A B A C A N N (N: no origin headers); partition 1: D A
+    a, b, c, d, n = (letter(1, (0, 5)), letter(2, (0, 6)), letter(3, (1, 5)), letter(4, (1, 9)), letter(5, None))
+    layout = {0: [a, b, a, c, a, n, n], 1: [d, a]}
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    failed = []
+    for partition, letters in layout.items():
+        for value, headers in letters:
+            producer.produce(f"{topic}.dlq", value, b"k", partition=partition, headers=headers,
+                             on_delivery=lambda e, m: e and failed.append(e))
+    assert producer.flush(30) == 0 and not failed, failed[:3]
+
+    env = bridge_env(bootstrap, redis_url, topic)
+    listed = lines(dlq(env, "list", "--partition", "0"))
+    assert listed[-1] == f"5 dead letter(s) matched in {topic}.dlq " \
+                         f"(2 repeated dead letter(s) of the same origin not shown)"
+    assert [line.split()[0] for line in listed[:-1]] == [f"{topic}.dlq/0@{o}" for o in (0, 1, 3, 5, 6)]
+
+    listed = lines(dlq(env, "list"))
+    assert listed[-1] == f"6 dead letter(s) matched in {topic}.dlq " \
+                         f"(3 repeated dead letter(s) of the same origin not shown)"
+    shown = listed[:-1]
+    for origin in ("0@5", "0@6", "1@5", "1@9"):
+        assert sum(f"origin={topic}/{origin} " in line for line in shown) == 1, (origin, shown)
+    assert sum("origin=?/?@?" in line for line in shown) == 2  # no origin: never merged
+    assert sum(f"{topic}.dlq/0@0 " in line for line in shown) == 1  # the first copy of A, of partition 0
+
+    # --limit counts distinct letters, not the copies skipped on the way
+    limited = lines(dlq(env, "list", "--partition", "0", "--limit", "3"))
+    assert [line.split()[0] for line in limited[:-1]] == [f"{topic}.dlq/0@{o}" for o in (0, 1, 3)]
+    assert limited[-1].startswith("3 dead letter(s) matched")
+
+    dry = lines(dlq(env, "replay", "--dry-run"))
+    assert sum(line.startswith("would replay") for line in dry) == 6
+
+    replayed = lines(dlq(env, "replay", "--to", "topic", "--rate", "1000"))
+    assert replayed[-1] == ("6 dead letter(s) matched, 6 replayed to the origin topic "
+                            "(3 repeated dead letter(s) of the same origin not replayed)")
+
+    # count what arrived in the origin topic: each origin once, the two origin-less letters both
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{topic}", "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in range(2)}
+        assert sum(ends.values()) == 6, ends
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(2)])
+        arrived, deadline = [], time.monotonic() + 30
+        while len(arrived) < 6 and time.monotonic() < deadline:
+            for m in consumer.consume(100, 1.0):
+                assert m.error() is None, m.error()
+                arrived.append(json.loads(Job.FromString(m.value()).args_json)[0])
+    finally:
+        consumer.close()
+    assert sorted(arrived) == [1, 2, 3, 4, 5, 5]
