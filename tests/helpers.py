@@ -152,6 +152,12 @@ def assert_exactly_once_in_key_order(jobs: list[dict], produced: list[tuple[byte
         assert seqs == sorted(seqs), f"jobs of {key} out of produce order"
 
 
+def ledger_offsets(client, topic: str, group: str | None = None, partitions: int = 8) -> dict[int, int]:
+    """The ledger's next offset per partition (per-partition keys), partitions that have one."""
+    keys = [f"k2s:ledger:{group or f'g-{topic}'}:{topic}:{p}" for p in range(partitions)]
+    return {p: int(v) for p, v in enumerate(client.mget(keys)) if v is not None}
+
+
 def settle(client, key: str, expected: int, timeout: float) -> None:
     wait_for(lambda: client.llen(key) >= expected, timeout, f"{expected} jobs in {key}")
     time.sleep(1.0)  # nothing more may arrive

@@ -48,6 +48,7 @@ class WorkerStats:
         self.push_buckets = [0] * (len(PUSH_BUCKETS) + 1)
         self.push_sum = 0.0
         self.lag: dict[int, int] = {}            # partition -> messages not yet read
+        self.ledger_conflicts = 0                # transactions aborted: a watched ledger key moved
 
     def batch(self, batch, push_seconds: float) -> None:
         """Count one batch that Redis has applied."""
@@ -67,6 +68,7 @@ class WorkerStats:
         return {"pushed": dict(self.pushed), "scheduled": self.scheduled, "rejected": dict(self.rejected),
                 "batch_buckets": self.batch_buckets, "batch_sum": self.batch_sum,
                 "push_buckets": self.push_buckets, "push_sum": self.push_sum,
+                "ledger_conflicts": self.ledger_conflicts,
                 "lag": {str(p): n for p, n in self.lag.items()}}
 
 
@@ -169,6 +171,9 @@ class HostMetrics:
         yield _histogram("k2s_redis_push_seconds", "Round trip of one batch's Redis transaction",
                          PUSH_BUCKETS, total.get("push_buckets", [0] * (len(PUSH_BUCKETS) + 1)),
                          total.get("push_sum", 0.0))
+        yield CounterMetricFamily("k2s_ledger_conflicts",
+                                  "Redis transactions of this host aborted because another writer moved "
+                                  "a ledger key they watched", value=total.get("ledger_conflicts", 0))
         lag = GaugeMetricFamily("k2s_consumer_lag_messages", "Messages in a partition not yet read",
                                 labels=["partition"])
         for partition, n in sorted(self.lag().items()):

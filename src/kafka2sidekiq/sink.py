@@ -1,22 +1,35 @@
 """Redis side: one transaction per batch pushes the jobs and moves the ledger.
 
-Per batch, on one connection, in two round trips:
+The ledger is one string key per partition, ``{namespace:}k2s:ledger:<group>:<topic>:<partition>``,
+holding the next offset to read. Per batch, on one connection, in two round trips:
 
-1. ``WATCH`` the ledger and ``HMGET`` it: fencing. For each partition in the batch,
-   [first, next) offsets, the ledger must say at most ``first`` (absent counts as 0); if
-   any says more, nothing is written and push() returns the ledger's values;
+1. ``WATCH`` the ledger keys of the partitions in the batch (only those) and ``MGET``
+   them: fencing. For each partition in the batch, [first, next) offsets, the ledger must
+   say at most ``first`` (absent counts as 0); if any says more, nothing is written and
+   push() returns the ledger's values;
 2. ``MULTI``; ``SADD queues``; one ``LPUSH queue:<q>`` per queue (at most 1000 jobs
    each, in order, so BRPOP hands them out in produce order); ``ZADD schedule`` (at
-   most 100 each); ``HSET`` the ledger to each partition's ``next``; ``EXEC``. EXEC
-   applies all of it or, if anyone moved the ledger since WATCH, none of it.
+   most 100 each); ``MSET`` each partition's ledger key to its ``next``; ``EXEC``. EXEC
+   applies all of it or, if anyone moved one of those ledger keys since WATCH, none of it
+   (counted in ``conflicts``). Workers writing disjoint partitions watch disjoint keys, so
+   they never abort each other.
 
 Redis does not roll back a transaction whose command fails at run time, so the type of
 every key is checked, once per key, before it is first written. An ``OOM`` reply while
 queueing aborts the whole transaction (EXECABORT): nothing is applied.
 
+Upgrade from the single-hash ledger (``k2s:ledger:<group>:<topic>``, field = partition,
+released before the per-partition keys): ledger(), which a worker calls for the partitions
+it takes before it pushes any of them, moves those partitions' fields into their keys in
+one WATCH + MULTI/EXEC (key = the larger of key and field, then HDEL the field; Redis
+drops the hash with its last field), so two workers migrating at once cannot lose or lower
+a value. From then on reads and fences use only the per-partition keys. Workers of the
+released version fence on the hash only: do not run both against one ledger.
+
 Why not a Lua script doing the same in one call: measured, Redis spent about 1 us more
 per job copying each payload into Lua and back; the extra round trip of WATCH costs
-microseconds per batch of a thousand. Why not redis-py's pipeline: packing a thousand
+microseconds per batch of a thousand (and the bridge's ACL user needs no ``@scripting``).
+Why not redis-py's pipeline: packing a thousand
 payloads through it cost ~0.6 us of worker CPU per job (a Python generator per argument,
 then hiredis), more than the encoder; the compiled ``resp`` writes each command in one
 pass, and the compiled encoder's payloads are already RESP frames it copies whole. redis-py still owns the connection (TLS, AUTH, reconnects) and hiredis parses the
@@ -73,34 +86,93 @@ class Sink:
     def __init__(self, client: redis.Redis, namespace: str = "", ledger: str = "") -> None:
         self.client = client
         self.prefix = f"{namespace}:" if namespace else ""
+        # the ledger's name; each partition's key is ``<ledger_key>:<partition>``, and the
+        # released version's single hash is ``ledger_key`` itself
         self.ledger_key = self.prefix + ledger if ledger else self.prefix + "k2s:ledger:-"
         self.queues_key = self.prefix + QUEUES_KEY
         self.schedule_key = self.prefix + SCHEDULE_KEY
+        self.conflicts = 0  # transactions aborted because another client moved a watched ledger key
         self._checked: set[bytes] = set()  # keys whose type is known to be right
         self._lists: dict[str, bytes] = {}  # queue -> its list's key
-        self._ledger, self._queues, self._schedule = (k.encode() for k in (
+        self._ledger_keys: dict[int, bytes] = {}  # partition -> its ledger key
+        self._hash, self._queues, self._schedule = (k.encode() for k in (
             self.ledger_key, self.queues_key, self.schedule_key))
+        self._types = {self._hash: "hash", self._queues: "set", self._schedule: "zset"}  # else a list
         self._connection = None  # the pool's connection this sink keeps for its transactions
 
     @staticmethod
     def ledger_name(group: str, topic: str) -> str:
         return f"k2s:ledger:{group}:{topic}"
 
+    def ledger_key_of(self, partition: int) -> str:
+        """The key holding ``partition``'s next offset to read."""
+        return self._key_of(partition).decode()
+
     def ledger(self, partitions: list[int]) -> dict[int, int]:
-        """The next offset to read per partition, as far as Redis knows (0 when absent)."""
+        """The next offset to read per partition, as far as Redis knows (0 when absent).
+        Moves these partitions out of the released version's single hash first, if it
+        has them. Raises redis-py's errors as they come (the connection is dropped first)."""
+        partitions = sorted(set(partitions))
         if not partitions:
             return {}
-        values = self.client.hmget(self.ledger_key, [str(p) for p in partitions])
-        return {p: int(v) if v is not None else 0 for p, v in zip(partitions, values)}
+        keys = [self._key_of(p) for p in partitions]
+        fields = [b"%d" % p for p in partitions]
+        try:
+            watch = False  # the common case, nothing left to migrate: one round trip, no WATCH
+            for _ in range(WATCH_ATTEMPTS):
+                unknown = self._unchecked(keys + [self._hash])
+                commands = [resp([b"WATCH", self._hash, keys])] if watch else []
+                commands += [*(resp([b"TYPE", key]) for key in unknown),
+                             resp([b"HMGET", self._hash, fields]), resp([b"MGET", keys])]
+                replies = self._round_trip(commands, raise_error=False)[1 if watch else 0:]
+                self._check_types(unknown, replies[:len(unknown)])  # first: it says why HMGET failed
+                for reply in replies:
+                    if isinstance(reply, redis.ResponseError):
+                        raise reply
+                old, new = replies[-2], replies[-1]
+                if all(v is None for v in old):  # (a hash field never comes back once gone)
+                    if watch:
+                        self._round_trip([UNWATCH])
+                    return {p: int(v) if v is not None else 0 for p, v in zip(partitions, new)}
+                if not watch:
+                    watch = True  # read again under WATCH, then move the fields
+                    continue
+                moving = [(key, field, n, b"%d" % max(int(o), int(n or 0)))
+                          for key, field, o, n in zip(keys, fields, old, new) if o is not None]
+                raised = [x for key, _, now, value in moving if value != now for x in (key, value)]
+                commands = [MULTI]
+                if raised:
+                    commands.append(resp([b"MSET", raised]))
+                commands += [resp([b"HDEL", self._hash, [field for _, field, _, _ in moving]]), EXEC]
+                applied = self._round_trip(commands)[-1]
+                if applied is None:
+                    self.conflicts += 1  # another worker migrated or pushed meanwhile: again
+                    continue
+                for reply in applied:
+                    if isinstance(reply, redis.ResponseError):
+                        raise reply
+                log.info("ledger: moved partition(s) %s of %s out of the single hash into their own keys",
+                         ", ".join(f.decode() for _, f, _, _ in moving), self.ledger_key)
+                after = dict(zip(keys, new))
+                after.update((key, value) for key, _, _, value in moving)
+                return {p: int(after[key]) if after[key] is not None else 0 for p, key in zip(partitions, keys)}
+        except BaseException:
+            self._drop()
+            raise
+        raise RedisUnavailable(f"could not move partition(s) {', '.join(map(str, partitions))} of "
+                               f"{self.ledger_key} out of the single hash: another writer moved their "
+                               f"ledger under {WATCH_ATTEMPTS} transactions in a row")
 
     def push(self, batch: Batch, ranges: list[Range]) -> dict[int, int]:
         """Apply ``batch`` and move the ledger, or nothing. Returns {} when applied, else
         {partition: ledger offset} for the partitions whose ledger is past ``first``.
         Raises RedisUnavailable for faults worth a retry; a failover reply (READONLY,
         NOREPLICAS, UNBLOCKED) drops the connections first, as Sidekiq does."""
+        seen: dict[int, object] | None = None
+        moved: set[int] = set()  # partitions whose ledger changed between two attempts
         for _ in range(WATCH_ATTEMPTS):
             try:
-                stale = self._push_once(batch, ranges)
+                stale, read = self._push_once(batch, ranges)
             except BaseException as exc:
                 self._drop()  # whatever it was in the middle of (WATCH, MULTI) ends with it
                 if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
@@ -110,23 +182,35 @@ class Sink:
                 raise
             if stale is not None:
                 return stale
-        raise RedisUnavailable(f"the ledger changed under {WATCH_ATTEMPTS} transactions in a row: "
-                               f"another worker is writing the same partitions")
+            if seen is not None:
+                moved.update(p for p, v in read.items() if seen.get(p) != v)
+            seen = read
+        which = ", ".join(map(str, sorted(moved))) if moved else \
+            "one or more of " + ", ".join(str(r.partition) for r in sorted(ranges, key=lambda r: r.partition))
+        raise RedisUnavailable(f"{WATCH_ATTEMPTS} transactions in a row aborted: another writer is moving "
+                               f"the ledger of partition(s) {which} (a second worker on them?)")
 
-    def _push_once(self, batch: Batch, ranges: list[Range]) -> dict[int, int] | None:
-        """push() once; None when another client moved the ledger during the attempt."""
+    def _push_once(self, batch: Batch, ranges: list[Range]) -> tuple[dict[int, int] | None, dict]:
+        """push() once: (stale, the ledger values read); stale is None when another client
+        moved a watched ledger key during the attempt."""
         lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
-        unknown = self._unchecked(lists)
-        fence = [resp([b"WATCH", self._ledger]), *(resp([b"TYPE", key]) for key in unknown)]
-        if ranges:
-            fence.append(resp([b"HMGET", self._ledger, [b"%d" % r.partition for r in ranges]]))
-        replies = self._round_trip(fence)
-        self._check_types(unknown, replies[1:1 + len(unknown)])
-        if ranges:
-            stale = {r.partition: int(h) for r, h in zip(ranges, replies[-1]) if h is not None and int(h) > r.first}
-            if stale:
-                self._round_trip([UNWATCH])
-                return stale
+        keys = [self._key_of(r.partition) for r in ranges]
+        unknown = self._unchecked([*keys, self._queues, self._schedule, *lists])
+        fence = [resp([b"WATCH", keys])] if keys else []
+        fence += [resp([b"TYPE", key]) for key in unknown]
+        if keys:
+            fence.append(resp([b"MGET", keys]))
+        read = {}
+        if fence:  # (nothing to fence nor to check: straight to the transaction)
+            replies = self._round_trip(fence)
+            self._check_types(unknown, replies[1 if keys else 0:][:len(unknown)])
+            if keys:
+                read = {r.partition: v for r, v in zip(ranges, replies[-1])}
+                stale = {r.partition: int(v) for r, v in zip(ranges, replies[-1])
+                         if v is not None and int(v) > r.first}
+                if stale:
+                    self._round_trip([UNWATCH])
+                    return stale, read
 
         commands = [MULTI]
         if batch.queues:
@@ -137,20 +221,22 @@ class Sink:
         for i in range(0, len(batch.scheduled), MAX_SCHEDULE_BULK):
             commands.append(resp([b"ZADD", self._schedule,
                                   [x for pair in batch.scheduled[i:i + MAX_SCHEDULE_BULK] for x in pair]]))
-        if ranges:
-            commands.append(resp([b"HSET", self._ledger, [b"%d" % x for r in ranges for x in (r.partition, r.next)]]))
+        if keys:
+            commands.append(resp([b"MSET", [x for key, r in zip(keys, ranges) for x in (key, b"%d" % r.next)]]))
         commands.append(EXEC)
         applied = self._round_trip(commands)[-1]
         if applied is None:
-            return None  # the ledger moved since WATCH: read it again, fence again
+            self.conflicts += 1
+            return None, read  # a ledger key moved since WATCH: read again, fence again
         for reply in applied:
             if isinstance(reply, redis.ResponseError):
                 raise reply
-        return {}
+        return {}, read
 
-    def _round_trip(self, commands: list[bytes]) -> list:
+    def _round_trip(self, commands: list[bytes], raise_error: bool = True) -> list:
         """Send ``commands`` in one write and read a reply to each; the first error
-        reply is raised once all are read, so the connection stays in step."""
+        reply is raised once all are read, so the connection stays in step (or, with
+        ``raise_error`` false, returned in its place)."""
         if self._connection is None:
             self._connection = self.client.connection_pool.get_connection()
         conn = self._connection
@@ -162,7 +248,7 @@ class Sink:
             except redis.ResponseError as exc:
                 replies.append(exc)
                 error = error or exc
-        if error is not None:
+        if error is not None and raise_error:
             raise error
         return replies
 
@@ -172,6 +258,13 @@ class Sink:
 
     def _list_key(self, queue: str) -> bytes:
         key = self._lists[queue] = f"{self.prefix}{QUEUE_KEY_PREFIX}{queue}".encode()
+        return key
+
+    def _key_of(self, partition: int) -> bytes:
+        key = self._ledger_keys.get(partition)
+        if key is None:
+            key = self._ledger_keys[partition] = b"%s:%d" % (self._hash, partition)
+            self._types[key] = "string"
         return key
 
     def _unavailable(self, exc: redis.ResponseError) -> RedisUnavailable | None:
@@ -189,20 +282,20 @@ class Sink:
             return RedisUnavailable(text)
         return None
 
-    def _unchecked(self, lists: list[bytes]) -> list[bytes]:
-        keys = [self._ledger, self._queues, self._schedule, *lists]
+    def _unchecked(self, keys: list[bytes]) -> list[bytes]:
         return [k for k in keys if k not in self._checked]
 
     def _check_types(self, keys: list[bytes], kinds: list) -> None:
         """Raise unless every key this batch writes is absent or of the type Sidekiq
-        gives it. Asked once per key: keys do not change type under a running app."""
-        wanted = {self._ledger: "hash", self._queues: "set", self._schedule: "zset"}
+        (or the ledger) gives it. Asked once per key: keys do not change type under a
+        running app."""
         for key, kind in zip(keys, kinds):
             kind = kind.decode() if isinstance(kind, bytes) else kind
-            want = wanted.get(key, "list")
+            want = self._types.get(key, "list")
             if kind not in ("none", want):
                 raise redis.ResponseError(f"WRONGTYPE {key.decode()} is a {kind}, not the {want} "
-                                          f"Sidekiq uses: refusing to push into it")
+                                          f"{'the ledger' if want in ('string', 'hash') else 'Sidekiq'} "
+                                          f"uses: refusing to push into it")
         self._checked.update(keys)
 
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, numbered_jobs,
+from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, ledger_offsets, numbered_jobs,
                      produce, queue_jobs, settle, wait_for)
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
@@ -26,8 +26,7 @@ def test_exactly_once_and_per_key_order(bootstrap, make_topic, redis_url, redis_
         assert bridge.stop() == 0, bridge.output()[-3000:]
     assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
     assert redis_client.smembers("queues") == {b"default"}
-    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
-    assert sum(int(v) for v in ledger.values()) == len(produced)
+    assert sum(ledger_offsets(redis_client, topic).values()) == len(produced)
 
 
 def test_sigkill_mid_stream_then_restart(bootstrap, make_topic, redis_url, redis_client):
@@ -56,10 +55,12 @@ def test_two_workers_on_the_same_partitions(bootstrap, make_topic, redis_url, re
     """A zombie that still believes it owns the partitions: the ledger fences it."""
     topic = make_topic(8)
     produced = numbered_jobs(30_000, keys=100)
-    produce(bootstrap, topic, produced)
     env = bridge_env(bootstrap, redis_url, topic, batch_size=300)
     bridges = [Bridge(env, "worker", "--partitions", "0-7") for _ in range(2)]
     try:
+        # both must be reading before the jobs arrive, or a fast one drains them alone
+        wait_for(lambda: all("reading 8 partition(s)" in b.output() for b in bridges), 60, "both workers to read")
+        produce(bootstrap, topic, produced)
         settle(redis_client, "queue:default", len(produced), 120)
     finally:
         codes = [b.stop() for b in bridges]
@@ -136,8 +137,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(bootstrap, make_topic, r
         assert msg.value() == value
         assert headers["k2s.topic"].decode() == topic
         assert int(headers["k2s.partition"]) in range(8) and int(headers["k2s.offset"]) >= 0
-    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
-    assert sum(int(v) for v in ledger.values()) == len(values), "rejected offsets advance too"
+    assert sum(ledger_offsets(redis_client, topic).values()) == len(values), "rejected offsets advance too"
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list:

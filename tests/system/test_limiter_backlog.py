@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from helpers import Bridge, RedisServer, bridge_env, numbered_jobs, produce, wait_for
+from helpers import Bridge, RedisServer, bridge_env, ledger_offsets, numbered_jobs, produce, wait_for
 
 
 class Sampler(threading.Thread):
@@ -46,7 +46,7 @@ def test_backlog_waits_in_kafka_then_drains(bootstrap, make_topic, tmp_path):
         wait_for(lambda: "limiter: pausing consumption" in bridge.output(), 60, "the limiter to pause")
         time.sleep(3)  # paused: nothing more may arrive
         in_redis = client.llen("queue:default")
-        ledger = sum(int(v) for v in client.hgetall(f"k2s:ledger:g-{topic}:{topic}").values())
+        ledger = sum(ledger_offsets(client, topic).values())
         assert ledger == in_redis < len(produced), "the backlog must wait in Kafka (lag > 0)"
         # Sidekiq catches up: drain until every job went through
         seen = []

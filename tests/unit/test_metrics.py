@@ -67,3 +67,20 @@ def test_time_to_drain_from_the_rate_of_the_last_minute():
     m.update(0, w.snapshot())
     m.tick(111.0)  # 100 done in 11 s
     assert abs(m.time_to_drain() - 500 / (100 / 11)) < 1e-9
+
+
+def test_ledger_conflicts_are_summed_across_workers_and_restarts():
+    a, b = WorkerStats(), WorkerStats()
+    a.ledger_conflicts, b.ledger_conflicts = 2, 5
+    m = host()
+    assert scrape(m)[("k2s_ledger_conflicts_total",)] == 0  # exposed before any worker reports
+    m.update(0, a.snapshot())
+    m.update(1, b.snapshot())
+    m.exited(1, restarted=True)  # its 5 stay in the host's total
+    fresh = WorkerStats()
+    fresh.ledger_conflicts = 1
+    m.update(1, fresh.snapshot())
+    text = m.exposition().decode()
+    assert "# TYPE k2s_ledger_conflicts_total counter" in text
+    assert "another writer moved a ledger key they watched" in text
+    assert scrape(m)[("k2s_ledger_conflicts_total",)] == 2 + 5 + 1
