@@ -1,8 +1,8 @@
 """Command line: ``kafka2sidekiq run | worker | check | push | produce | dlq``.
 
 Every setting is a flag too (``--batch-size``) and an environment variable
-(``K2S_BATCH_SIZE``); flags win. Exit codes: 0 done, 1 failed, 2 usage, 3 a worker could
-not boot, 4 crash loop, 78 configuration.
+(``K2S_BATCH_SIZE``); flags win. Exit codes (exits.py): 0 done, 1 failed, 2 usage, 3 a
+process could not boot, 4 crash loop, 78 configuration.
 
 Every command checks all of its configuration before it does anything (for ``run``,
 before anything forks): the settings, K2S_LOG_FORMAT, and the K2S_KAFKA_* passthrough as
@@ -17,9 +17,9 @@ import os
 import signal
 import sys
 
-from . import __version__, config, logs
+from . import __version__, config, exits, logs
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = exits.OK, exits.FAILED, exits.USAGE
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +135,7 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_worker(settings: config.Settings, partitions: list[int]) -> int:
-    from .worker import Worker
+    from .worker import BootError, Worker
 
     stopping = []
 
@@ -151,6 +151,11 @@ def _run_worker(settings: config.Settings, partitions: list[int]) -> int:
     worker = Worker(settings, should_stop=lambda: bool(stopping))
     print(f"kafka2sidekiq {__version__}: {settings.topic}@{settings.bootstrap_servers} -> "
           f"{config.redact(settings.redis_url)} (dead letters: {settings.dead_letter_topic})", flush=True)
+    try:
+        worker.boot()
+    except BootError as exc:  # alone, nobody would start it again: say why and leave
+        print(f"kafka2sidekiq worker: {exc}", file=sys.stderr)
+        return exits.BOOT
     try:
         worker.run(partitions)
     finally:

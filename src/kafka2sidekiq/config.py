@@ -21,9 +21,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import exits
 from .sidekiq import TIMESTAMPS_FLOAT, TIMESTAMPS_MS
 
-EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the configuration is wrong
+EXIT_CONFIG = exits.CONFIG  # EX_CONFIG from sysexits.h: the configuration is wrong
 
 
 class ConfigError(ValueError):

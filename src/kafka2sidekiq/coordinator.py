@@ -16,7 +16,8 @@ from typing import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from . import channel
+from . import channel, exits
+from .channel import Assigned, Booted, Commit, Revoked, RevokeDone
 from .config import Settings
 from .source import MANUAL_OFFSETS
 
@@ -51,7 +52,7 @@ class Coordinator:
     def run(self) -> None:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        channel.send(self.sock, {"booted": True})
+        channel.send(self.sock, Booted())
         while not self.should_stop():
             self.consumer.poll(0.2)  # serves the group; paused partitions yield nothing
             self._read(0)
@@ -66,9 +67,11 @@ class Coordinator:
         """Take in commit requests; True when the supervisor answered a revocation."""
         answered = False
         for message in channel.receive(self.sock, wait):
-            self.pending.update({int(p): o for p, o in message.get("commit", {}).items()})
-            answered |= bool(message.get("revoke_done"))
-            if message.get("commit_now"):
+            if isinstance(message, (Commit, RevokeDone)):
+                self.pending.update(message.offsets)
+            if isinstance(message, RevokeDone):
+                answered = True
+            elif isinstance(message, Commit) and message.now:
                 self._commit(wait=False)
         return answered
 
@@ -92,16 +95,17 @@ class Coordinator:
         consumer.pause(partitions)  # the workers read them, not us
         self.owned |= {tp.partition for tp in partitions}
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
-        channel.send(self.sock, {"assigned": sorted(self.owned)})
+        channel.send(self.sock, Assigned(sorted(self.owned)))
 
     def _on_revoke(self, consumer, partitions) -> None:
         gone = {tp.partition for tp in partitions}
         log.info("revoked %s", sorted(gone))
         # tell the supervisor (it takes them from the workers), wait for the offsets it
         # has, commit them while we still own the partitions, then let go
-        channel.send(self.sock, {"revoked": sorted(gone)})
+        channel.send(self.sock, Revoked(sorted(gone)))
         waited = 0.0
         while waited < REVOKE_WAIT_SECONDS and not self._read(0.2):
+            self.beat()
             waited += 0.2
         self._commit(wait=True)
         self.owned -= gone
@@ -112,7 +116,7 @@ class Coordinator:
         log.warning("lost %s (session expired): no commit for them", sorted(gone))
         self.owned -= gone
         self.pending = {p: o for p, o in self.pending.items() if p not in gone}
-        channel.send(self.sock, {"revoked": sorted(gone)})
+        channel.send(self.sock, Revoked(sorted(gone)))
         self._unassign(consumer, partitions)
 
     def _unassign(self, consumer, partitions) -> None:
@@ -120,3 +124,9 @@ class Coordinator:
             consumer.incremental_unassign(partitions)
         else:
             consumer.unassign()
+
+
+def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool]) -> int:
+    """The coordinator child of the supervisor; returns the exit code."""
+    Coordinator(settings, sock, beat, should_stop).run()
+    return exits.OK

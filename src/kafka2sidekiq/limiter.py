@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import mmap
 import random
-import struct
 import time
 
 import msgspec
@@ -29,27 +28,48 @@ from .sink import connect
 
 log = logging.getLogger(__name__)
 
-_PAUSED, _STAMP, _OOM, _HEADROOM, _WORKERS = 0, 8, 16, 24, 32
 REDIS_BYTES_PER_PAYLOAD_BYTE = 1.25  # a list element costs a little more than its bytes
+_SEQ, _STAMP, _PAUSED, _HEADROOM, _WORKERS, _OOM = range(6)  # 8-byte fields of the page
+READ_ATTEMPTS = 1000
 
 
 class Page:
-    """The shared verdict: created before the supervisor forks, read by every worker."""
+    """The shared verdict: created before the supervisor forks, read by every worker.
+
+    The supervisor alone publishes a verdict (stamp, paused, headroom, workers), and a
+    reader must never mix fields of two verdicts or see a half-written one: a sequence
+    counter goes odd before the fields are written and even after, and a reader retries
+    when it was odd or moved while it read (a seqlock). Every field is one aligned 8-byte
+    store or load (see channel.Heartbeats); on x86-64 stores and loads are not reordered
+    with one another, so the counter's order holds. The OOM stamp, which workers write,
+    is a field of its own outside the verdict."""
 
     def __init__(self) -> None:
         self._page = mmap.mmap(-1, 64)
+        self._fields = memoryview(self._page).cast("d")
+        self._seq = memoryview(self._page).cast("q")
 
     def publish(self, paused: bool, headroom: float = float("inf"), workers: int = 1) -> None:
-        struct.pack_into("d", self._page, _PAUSED, 1.0 if paused else 0.0)
-        struct.pack_into("d", self._page, _HEADROOM, headroom)
-        struct.pack_into("d", self._page, _WORKERS, float(workers))
-        struct.pack_into("d", self._page, _STAMP, time.monotonic())
+        seq, fields = self._seq, self._fields
+        seq[_SEQ] += 1  # odd: a write is under way
+        fields[_STAMP] = time.monotonic()
+        fields[_PAUSED] = 1.0 if paused else 0.0
+        fields[_HEADROOM] = headroom
+        fields[_WORKERS] = float(workers)
+        seq[_SEQ] += 1
 
     def verdict(self) -> tuple[float, bool, float]:
-        """(stamp, paused, this worker's share of the headroom in bytes)."""
-        stamp, paused, headroom, workers = (struct.unpack_from("d", self._page, o)[0]
-                                            for o in (_STAMP, _PAUSED, _HEADROOM, _WORKERS))
-        return stamp, paused != 0.0, headroom / max(1.0, workers)
+        """(stamp, paused, this worker's share of the headroom in bytes). A verdict that
+        cannot be read whole (the publisher died mid-write) reads as an old pause."""
+        seq, fields = self._seq, self._fields
+        for _ in range(READ_ATTEMPTS):
+            before = seq[_SEQ]
+            if before & 1:
+                continue
+            stamp, paused, headroom, workers = fields[_STAMP], fields[_PAUSED], fields[_HEADROOM], fields[_WORKERS]
+            if seq[_SEQ] == before:
+                return stamp, paused != 0.0, headroom / max(1.0, workers)
+        return 0.0, True, 0.0
 
     def paused(self, stale_seconds: float) -> bool:
         """The verdict alone, or pause when it is too old."""
@@ -57,10 +77,10 @@ class Page:
         return paused or time.monotonic() - stamp > stale_seconds
 
     def report_oom(self) -> None:
-        struct.pack_into("d", self._page, _OOM, time.monotonic())
+        self._fields[_OOM] = time.monotonic()
 
     def oom_at(self) -> float:
-        return struct.unpack_from("d", self._page, _OOM)[0]
+        return self._fields[_OOM]
 
 
 class Budget:

@@ -21,7 +21,6 @@ from the same loop (metrics.py).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import select
@@ -32,15 +31,16 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import channel
+from . import channel, exits
 from .assignment import plan
+from .channel import Assign, Assigned, Booted, Commit, Fatal, Offsets, Quiet, Revoked, RevokeDone, Stats
 from .config import Settings
-from .limiter import Budget, Limiter, Page
-from .metrics import SNAPSHOT_SECONDS, HostMetrics, Server
+from .limiter import Limiter, Page
+from .metrics import HostMetrics, Server
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_BOOT, EXIT_CRASHLOOP = 0, 1, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_BOOT, EXIT_CRASHLOOP = exits.OK, exits.FAILED, exits.BOOT, exits.CRASHLOOP
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
            signal.SIGCHLD)
 COORDINATOR = channel.MAX_SLOTS - 1  # its heartbeat slot; workers use 0 .. workers-1
@@ -55,6 +55,7 @@ class Child:
     sock: object
     started: float = field(default_factory=time.monotonic)
     booted: bool = False      # a worker reached Redis and Kafka; the coordinator subscribed
+    sent: int | None = None   # the signal the supervisor sent it, if any
 
     @property
     def role(self) -> str:
@@ -80,7 +81,8 @@ class Supervisor:
         self.page = Page()
         self.limiter = Limiter(settings, self.page)
         self.children: dict[int, Child] = {}       # slot -> live child
-        self.failures: dict[int, int] = {}         # slot -> boot failures in a row
+        self.failures: dict[int, int] = {}         # slot -> boot failures in a row (the crash budget)
+        self.unbooted: dict[int, int] = {}         # slot -> deaths before boot in a row (the back-off)
         self.respawn_at: dict[int, float] = {}     # slot -> when to start it again
         self.last_error: dict[int, str] = {}
         self.owned: set[int] = set()               # partitions Kafka gave this host
@@ -93,6 +95,7 @@ class Supervisor:
         self.coordinator_stopped = False
         self.quiet = False
         self.exit_code = EXIT_OK
+        self.gave_up = ""                          # why the supervisor stopped on its own
         self.assigned = False                      # the coordinator has had its first assignment
         self.metrics = HostMetrics(self.limiter, self.processes)
         self.server: Server | None = None
@@ -123,7 +126,7 @@ class Supervisor:
         while self.children or not self.stopping:
             self.dispatch_signals()
             self.reap()
-            if self.exit_code == EXIT_CRASHLOOP:
+            if self.gave_up:
                 self.stop("fast")
             self.respawn()
             self.read_children(wake_read)
@@ -137,7 +140,10 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         if self.server:
             self.server.close()
-        log.info("supervisor %d: stopped (exit %d)", os.getpid(), self.exit_code)
+        if self.gave_up:
+            log.error("supervisor %d: stopped (exit %d): %s", os.getpid(), self.exit_code, self.gave_up)
+        else:
+            log.info("supervisor %d: stopped (exit %d)", os.getpid(), self.exit_code)
         return self.exit_code
 
     # --- signals ---------------------------------------------------------------------------
@@ -156,7 +162,7 @@ class Supervisor:
             elif sig == signal.SIGTSTP:
                 self.quiet = True
                 for child in self.workers_alive():
-                    channel.send(child.sock, {"quiet": True})
+                    channel.send(child.sock, Quiet())
             elif sig == signal.SIGTTIN and not self.stopping:
                 self.resize(self.workers + 1)
             elif sig == signal.SIGTTOU and not self.stopping:
@@ -168,13 +174,13 @@ class Supervisor:
         self.stopping = how
         self.deadline = time.monotonic() + (self.settings.graceful_seconds if how == "graceful" else 5)
         for child in self.workers_alive():
-            os.kill(child.pid, signal.SIGTERM if how == "graceful" else signal.SIGKILL)
+            self.kill(child, signal.SIGTERM if how == "graceful" else signal.SIGKILL)
 
     def resize(self, workers: int) -> None:
         log.info("supervisor: %d -> %d worker(s)", self.workers, workers)
         for slot in range(workers, self.workers):  # fewer: the highest slots leave
             if slot in self.children:
-                os.kill(self.children[slot].pid, signal.SIGTERM)
+                self.kill(self.children[slot], signal.SIGTERM)
             self.respawn_at.pop(slot, None)
         old = self.workers
         self.workers = self.limiter.workers = workers
@@ -232,10 +238,10 @@ class Supervisor:
             self.heartbeats.beat(slot)
 
         if slot == COORDINATOR:
-            from .coordinator import Coordinator
-            Coordinator(self.settings, sock, beat, should_stop).run()
-            return EXIT_OK
-        return run_worker(self.settings, sock, beat, should_stop, self.page)
+            from . import coordinator
+            return coordinator.main(self.settings, sock, beat, should_stop)
+        from . import worker
+        return worker.main(self.settings, sock, beat, should_stop, self.page)
 
     def reap(self) -> None:
         while True:
@@ -257,23 +263,48 @@ class Supervisor:
                 self.metrics.exited(child.slot, restarted=child.slot in self.respawn_at)
 
     def on_exit(self, child: Child, code: int) -> None:
+        """Start the slot again: at once when the child had booted, else with back-off.
+
+        The crash budget stops a child that cannot boot, and only that: it counts boot
+        failures of the child's own (it reported a fatal boot error, or died of an error
+        before it booted, or hung at boot until the supervisor killed it). A child killed
+        by a signal the supervisor did not send (an operator, the OOM killer) and one
+        that found Kafka or Redis unreachable (exits.UNAVAILABLE) is started again with
+        back-off for as long as it takes: the cause is outside, and may pass."""
         how = f"exit {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         if self.stopping or (child.slot != COORDINATOR and child.slot >= self.workers):
             log.info("supervisor: %s (pid %d) stopped: %s", child.role, child.pid, how)
             return
-        if code == EXIT_BOOT or (code != 0 and not child.booted):
-            failures = self.failures.get(child.slot, 0) + 1
-            self.failures[child.slot] = failures
-            if failures >= self.settings.crash_budget:
-                log.error("supervisor: %s failed at boot %d times in a row (last: %s); giving up",
-                          child.role, failures, self.last_error.get(child.slot, how))
-                self.exit_code = EXIT_CRASHLOOP
-                return
-            delay = min(30.0, 0.5 * 2 ** (failures - 1))
-        else:
+        cause = self.last_error.pop(child.slot, "")
+        if child.booted or code == exits.OK:
+            self.unbooted.pop(child.slot, None)
             delay = 0.0
-        log.warning("supervisor: %s (pid %d) died: %s; restarting in %.1fs", child.role, child.pid, how, delay)
+        else:
+            deaths = self.unbooted[child.slot] = self.unbooted.get(child.slot, 0) + 1
+            delay = min(30.0, 0.5 * 2 ** (deaths - 1))
+            own = code == exits.BOOT or (code > 0 and code != exits.UNAVAILABLE) or (code < 0 and -code == child.sent)
+            if own:
+                failures = self.failures[child.slot] = self.failures.get(child.slot, 0) + 1
+                if failures >= self.settings.crash_budget:
+                    self.give_up(exits.BOOT if code == exits.BOOT else exits.CRASHLOOP,
+                                 f"{child.role} failed at boot {failures} times in a row "
+                                 f"(K2S_CRASH_BUDGET={self.settings.crash_budget}); last: {cause or how}")
+                    return
+        log.warning("supervisor: %s (pid %d) died: %s%s; restarting in %.1fs", child.role, child.pid, how,
+                    f" ({cause})" if cause else "", delay)
         self.respawn_at[child.slot] = time.monotonic() + delay
+
+    def give_up(self, code: int, why: str) -> None:
+        log.error("supervisor: %s; giving up", why)
+        self.exit_code, self.gave_up = code, why
+
+    def kill(self, child: Child, sig: int) -> None:
+        """Signal a child, remembering it: the exit it causes is not the child's fault."""
+        child.sent = sig
+        try:
+            os.kill(child.pid, sig)
+        except ProcessLookupError:  # it died already; reap() takes it
+            pass
 
     def respawn(self) -> None:
         if self.stopping:
@@ -303,27 +334,30 @@ class Supervisor:
 
     def read_child(self, child: Child) -> None:
         for message in channel.receive(child.sock):
-            if "offsets" in message:
-                self.offsets.update({int(p): o for p, o in message["offsets"].items()})
-            if "stats" in message:
-                self.metrics.update(child.slot, message["stats"])
-            if message.get("booted"):
+            if isinstance(message, Offsets):
+                self.offsets.update(message.offsets)
+            elif isinstance(message, Stats):
+                self.metrics.update(child.slot, message.stats)
+            elif isinstance(message, Booted):
                 child.booted = True
                 self.failures.pop(child.slot, None)
-            if "fatal" in message:
-                self.last_error[child.slot] = message["fatal"]
-                log.error("supervisor: %s: %s", child.role, message["fatal"])
-            if "assigned" in message:
+                self.unbooted.pop(child.slot, None)
+            elif isinstance(message, Fatal):
+                self.last_error[child.slot] = message.reason
+                log.error("supervisor: %s: %s", child.role, message.reason)
+            elif isinstance(message, Assigned):
                 self.assigned = True
-                self.owned = set(message["assigned"])
+                self.owned = set(message.partitions)
                 self.replan()
-            if "revoked" in message:
-                gone = set(message["revoked"])
+            elif isinstance(message, Revoked):
+                gone = set(message.partitions)
                 self.owned -= gone
                 self.replan()
                 handed = {p: o for p, o in self.offsets.items() if p in gone}
-                channel.send(child.sock, {"commit": handed, "revoke_done": True})
+                channel.send(child.sock, RevokeDone(handed))
                 self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
+            else:
+                log.error("supervisor: %s sent %r, which only the supervisor sends", child.role, message)
 
     def replan(self) -> None:
         self.plan = plan(self.owned, self.workers, self.plan)
@@ -334,7 +368,7 @@ class Supervisor:
         child = self.children.get(slot)
         wanted = self.plan.get(slot, [])
         if child and (force or self.sent_plan.get(slot) != wanted):
-            if channel.send(child.sock, {"assign": wanted, "quiet": self.quiet}):
+            if channel.send(child.sock, Assign(wanted, self.quiet)):
                 self.sent_plan[slot] = wanted
 
     def forward_offsets(self, now: float | None = None) -> None:
@@ -342,7 +376,7 @@ class Supervisor:
         coordinator = self.children.get(COORDINATOR)
         if (coordinator and self.offsets
                 and now - self.committed_at >= self.settings.commit_interval_ms / 1000):
-            if channel.send(coordinator.sock, {"commit": self.offsets, "commit_now": True}):
+            if channel.send(coordinator.sock, Commit(self.offsets, now=True)):
                 self.offsets = {}
             self.committed_at = now
 
@@ -353,9 +387,9 @@ class Supervisor:
         now = time.monotonic()
         for child in list(self.children.values()):
             if now - self.heartbeats.last(child.slot) > limit and now - child.started > limit:
-                log.error("supervisor: %s (pid %d) made no progress for %ds: killing it",
-                          child.role, child.pid, limit)
-                os.kill(child.pid, signal.SIGKILL)
+                log.error("supervisor: %s (pid %d) made no progress for %.0fs (limit %ds): killing it",
+                          child.role, child.pid, now - self.heartbeats.last(child.slot), limit)
+                self.kill(child, signal.SIGKILL)
                 child.started = now  # once; reap() restarts it
 
     def shutdown_step(self) -> None:
@@ -364,15 +398,15 @@ class Supervisor:
         coordinator = self.children.get(COORDINATOR)
         if coordinator and not self.workers_alive() and not self.coordinator_stopped:
             # the workers have reported their last offsets: commit them, then leave
-            channel.send(coordinator.sock, {"commit": self.offsets})
+            channel.send(coordinator.sock, Commit(self.offsets))
             self.offsets = {}
-            os.kill(coordinator.pid, signal.SIGTERM)
+            self.kill(coordinator, signal.SIGTERM)
             self.coordinator_stopped = True
         if time.monotonic() > self.deadline and self.children:
             for child in self.children.values():
                 log.error("supervisor: %s (pid %d) still running at the deadline: SIGKILL",
                           child.role, child.pid)
-                os.kill(child.pid, signal.SIGKILL)
+                self.kill(child, signal.SIGKILL)
             self.exit_code = self.exit_code or EXIT_FAILED
             self.deadline = float("inf")
 
@@ -446,73 +480,9 @@ class Supervisor:
             if rss > limit:
                 log.warning("supervisor: %s (pid %d) uses %.0f MiB, above %.0f MiB: recycling it",
                             child.role, child.pid, rss / 2**20, limit / 2**20)
-                os.kill(child.pid, signal.SIGTERM)
+                self.kill(child, signal.SIGTERM)
 
 
 def _verdict(problems: list[str]) -> tuple[int, str, bytes]:
     body = "\n".join(problems) if problems else "ok"
     return (503 if problems else 200), "text/plain; charset=utf-8", (body + "\n").encode()
-
-
-def run_worker(settings: Settings, sock, beat, should_stop, page: Page) -> int:
-    """A worker child: boot, then the loop, taking plans from the supervisor."""
-    from .source import keep_fetch_memory
-    from .worker import BootError, Worker
-
-    keep_fetch_memory(settings.queued_max_kbytes)
-
-    quiet = []
-    sent_stats = [0.0]
-
-    def send_stats(now: float) -> None:
-        worker.stats.lag = worker.source.lag(worker.position)
-        channel.send(sock, {"stats": worker.stats.snapshot()})
-        sent_stats[0] = now
-
-    def next_plan():
-        now = time.monotonic()
-        if now - sent_stats[0] >= SNAPSHOT_SECONDS:
-            send_stats(now)
-        latest = None
-        for message in channel.receive(sock):
-            if message.get("quiet"):
-                quiet.append(1)
-            if "assign" in message:
-                latest = message["assign"]
-        return latest
-
-    def report(offsets: dict[int, int]) -> None:
-        channel.send(sock, {"offsets": offsets})
-
-    worker = Worker(settings, should_stop=lambda: should_stop(), report=report, beat=beat)
-    worker.quiet = lambda: bool(quiet)
-    budget = Budget(page, settings.limiter_stale_ms / 1000)
-    worker.limited = budget.exhausted
-    worker.spent = budget.spend
-    worker.on_oom = page.report_oom
-    try:
-        worker.boot()
-    except BootError as exc:
-        channel.send(sock, {"fatal": str(exc)})
-        return EXIT_BOOT
-    channel.send(sock, {"booted": True})
-    # Kafka messages are GC-tracked, so at the default threshold (700) the collector walks
-    # each batch once or twice while it is alive: ~9% of a worker's CPU under perf. Objects
-    # made during boot live until exit; only cycles among the batch's own objects remain.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-    first = None
-    while first is None and not should_stop():  # the first plan, before any fetching
-        beat()
-        for message in channel.receive(sock, 0.2):
-            first = message.get("assign", first)
-            if message.get("quiet"):
-                quiet.append(1)
-    if first is None:
-        return EXIT_OK
-    try:
-        worker.run(first, next_plan)
-    finally:
-        send_stats(time.monotonic())  # the last counters, before the supervisor reaps us
-        worker.close()
-    return EXIT_OK

@@ -13,18 +13,21 @@ ledger's, so a crash between a push and a commit never enqueues a job twice.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Callable
 
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
-from . import encoder
+from . import channel, encoder, exits
+from .channel import Assign, Booted, Fatal, Offsets, Quiet, Stats
 from .config import Settings
-from .metrics import WorkerStats
+from .limiter import Budget, Page
+from .metrics import SNAPSHOT_SECONDS, WorkerStats
 from .sink import Backoff, Range, RedisUnavailable, Sink, connect
-from .source import DeadLetters, Source
+from .source import DeadLetters, Source, keep_fetch_memory
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +41,26 @@ def start_offsets(partitions: list[int], committed: dict[int, int], ledger: dict
 
 
 class BootError(Exception):
-    """The worker could not start: Redis or Kafka unreachable or misconfigured."""
+    """The worker could not start: Redis or Kafka misconfigured (``transient`` False), or
+    unreachable for now (``transient`` True: the supervisor tries again, without end)."""
+
+    def __init__(self, reason: str, transient: bool = False) -> None:
+        super().__init__(reason)
+        self.transient = transient
 
 
 class Worker:
     def __init__(self, settings: Settings, should_stop: Callable[[], bool] = lambda: False,
                  report: Callable[[dict[int, int]], None] | None = None,
-                 beat: Callable[[], None] = lambda: None) -> None:
+                 beat: Callable[[], None] = lambda: None,
+                 source: Source | None = None, dead: DeadLetters | None = None, sink: Sink | None = None) -> None:
+        """``source``, ``dead`` and ``sink`` stand in for Kafka and Redis in unit tests."""
         self.settings = settings
         self.should_stop = should_stop
-        self.source = Source(settings)
-        self.dead = DeadLetters(settings)
-        self.sink = Sink(connect(settings.redis_url, tls=settings.redis_tls), settings.redis_namespace,
-                         Sink.ledger_name(settings.group_id, settings.topic))
+        self.source = source or Source(settings)
+        self.dead = dead or DeadLetters(settings)
+        self.sink = sink or Sink(connect(settings.redis_url, tls=settings.redis_tls), settings.redis_namespace,
+                                 Sink.ledger_name(settings.group_id, settings.topic))
         module = encoder.select(settings.encoder)
         self.encoder = module.Encoder(settings.encoder_options())
         self.report = report or self._commit_on_interval
@@ -70,18 +80,22 @@ class Worker:
     # --- start ---------------------------------------------------------------------
 
     def boot(self) -> None:
-        """Reach Redis and Kafka within boot_seconds, or raise BootError saying which."""
+        """Reach Redis and Kafka within boot_seconds, or raise BootError saying which
+        and whether it may pass (unreachable) or not (refused credentials, no topic)."""
         from .config import redact
         deadline = time.monotonic() + self.settings.boot_seconds
+        redis_at = redact(self.settings.redis_url)
         while True:
             try:
                 self.sink.client.ping()
                 break
             except redis.AuthenticationError as exc:
-                raise BootError(f"Redis at {redact(self.settings.redis_url)} refused the credentials: {exc}") from exc
-            except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
-                if time.monotonic() >= deadline or isinstance(exc, ValueError):
-                    raise BootError(f"cannot reach Redis at {redact(self.settings.redis_url)}: {exc}") from exc
+                raise BootError(f"Redis at {redis_at} refused the credentials: {exc}") from exc
+            except redis.ResponseError as exc:  # e.g. NOPERM: the ACL user may not PING
+                raise BootError(f"Redis at {redis_at} refused PING: {exc}") from exc
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise BootError(f"cannot reach Redis at {redis_at}: {exc}", transient=True) from exc
                 if self.should_stop():
                     raise SystemExit(0)
                 self.beat()
@@ -89,8 +103,11 @@ class Worker:
         try:
             self.source.partitions(timeout=max(1.0, deadline - time.monotonic()))
         except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            unreachable = error is None or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                                                            KafkaError._ALL_BROKERS_DOWN) or error.retriable()
             raise BootError(f"cannot read topic {self.settings.topic!r} from "
-                            f"{self.settings.bootstrap_servers}: {exc}") from exc
+                            f"{self.settings.bootstrap_servers}: {exc}", transient=unreachable) from exc
 
     def assign(self, partitions: list[int]) -> None:
         """Read exactly ``partitions``: kept ones from where this worker is, new ones from
@@ -230,3 +247,65 @@ class Worker:
         self.source.commit(self._uncommitted, wait=True)
         self.source.close()
         self.dead.producer.flush(10)
+
+
+def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool], page: Page) -> int:
+    """A worker child of the supervisor: boot, then the loop, taking its partitions
+    from the supervisor's Assign messages and reporting offsets and counters back.
+    Returns the exit code (exits.BOOT or exits.UNAVAILABLE when it could not boot)."""
+    keep_fetch_memory(settings.queued_max_kbytes)
+    quiet = False
+    stats_sent = 0.0
+
+    def read_supervisor(wait: float = 0.0) -> list[int] | None:
+        """The latest plan the supervisor sent (None: no change); notes a Quiet."""
+        nonlocal quiet
+        latest = None
+        for message in channel.receive(sock, wait):
+            if isinstance(message, Assign):
+                latest = message.partitions
+                quiet = quiet or message.quiet
+            elif isinstance(message, Quiet):
+                quiet = True
+        return latest
+
+    def send_stats() -> None:
+        nonlocal stats_sent
+        worker.stats.lag = worker.source.lag(worker.position)
+        worker.stats.ledger_conflicts = worker.sink.conflicts
+        channel.send(sock, Stats(worker.stats.snapshot()))
+        stats_sent = time.monotonic()
+
+    def next_plan() -> list[int] | None:
+        if time.monotonic() - stats_sent >= SNAPSHOT_SECONDS:
+            send_stats()
+        return read_supervisor()
+
+    worker = Worker(settings, should_stop=should_stop, report=lambda done: channel.send(sock, Offsets(done)),
+                    beat=beat)
+    worker.quiet = lambda: quiet
+    budget = Budget(page, settings.limiter_stale_ms / 1000)
+    worker.limited, worker.spent, worker.on_oom = budget.exhausted, budget.spend, page.report_oom
+    try:
+        worker.boot()
+    except BootError as exc:
+        channel.send(sock, Fatal(str(exc)))
+        return exits.UNAVAILABLE if exc.transient else exits.BOOT
+    channel.send(sock, Booted())
+    # Kafka messages are GC-tracked, so at the default threshold (700) the collector walks
+    # each batch once or twice while it is alive: ~9% of a worker's CPU under perf. Objects
+    # made during boot live until exit; only cycles among the batch's own objects remain.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    first = None
+    while first is None and not should_stop():  # the first plan, before any fetching
+        beat()
+        first = read_supervisor(0.2)
+    if first is None:
+        return exits.OK
+    try:
+        worker.run(first, next_plan)
+    finally:
+        send_stats()  # the last counters, before the supervisor reaps us
+        worker.close()
+    return exits.OK

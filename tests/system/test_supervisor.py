@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import SEED
-from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce, queue_jobs,
-                     settle, wait_for)
+from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, ledger_offsets, numbered_jobs, produce,
+                     queue_jobs, settle, wait_for)
 
 
 def children(bridge: Bridge) -> list[psutil.Process]:
@@ -119,7 +119,7 @@ def test_sigterm_under_load_then_restart(bootstrap, make_topic, redis_url, redis
     assert time.monotonic() - started < 20
     in_redis = redis_client.llen("queue:default")
     assert in_redis < len(produced), "finished before the SIGTERM: grow the test"
-    ledger = sum(int(v) for v in redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}").values())
+    ledger = sum(ledger_offsets(redis_client, topic).values())
     assert ledger == in_redis == committed_total(bootstrap, f"g-{topic}", topic)
     restarted = Bridge(env, "run")
     cleanup(restarted)
@@ -137,7 +137,7 @@ def test_hung_worker_is_replaced(bootstrap, make_topic, redis_url, redis_client,
     settle(redis_client, "queue:default", 50_000, 60)
     hung = worker_pids(bridge)[0]
     os.kill(hung, signal.SIGSTOP)
-    wait_for(lambda: "made no progress for 3s" in bridge.output(), 30, "the hang to be seen")
+    wait_for(lambda: "made no progress for" in bridge.output(), 30, "the hang to be seen")
     wait_for(lambda: not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE,
              10, "the hung worker to be killed")
     produce(bootstrap, topic, produced[50_000:])
@@ -146,18 +146,54 @@ def test_hung_worker_is_replaced(bootstrap, make_topic, redis_url, redis_client,
     assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
 
 
-def test_boot_failure_backs_off_then_exits_with_the_reason(bootstrap, make_topic, cleanup):
+def booting_workers(bridge: Bridge) -> list[int]:
+    """Live worker children of this bridge (never another process that reused a pid)."""
+    coordinators = set(re.findall(r"started coordinator \(pid (\d+)\)", bridge.output()))
+    return [c.pid for c in children(bridge) if str(c.pid) not in coordinators and c.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("away", ["kafka", "redis"])
+def test_services_away_at_boot_and_outside_kills_never_end_the_run(away, bootstrap, make_topic, redis_url, cleanup):
+    """The crash budget is for a child that cannot boot. Kafka or Redis unreachable, and
+    SIGKILLs from outside to workers still booting, are causes outside the bridge: it
+    keeps trying (with back-off) however many times that exceeds the budget."""
     topic = make_topic(1)
-    env = bridge_env(bootstrap, "redis://127.0.0.1:1/0", topic, workers=1, boot_seconds=1, crash_budget=3)
+    env = bridge_env("127.0.0.1:1" if away == "kafka" else bootstrap,
+                     "redis://127.0.0.1:1/0" if away == "redis" else redis_url,
+                     topic, workers=2, boot_seconds=2, crash_budget=2)
     bridge = Bridge(env, "run")
+    cleanup(bridge)
+    kills, deadline = 0, time.monotonic() + 25
+    while time.monotonic() < deadline and bridge.proc.poll() is None:
+        time.sleep(1)
+        pids = booting_workers(bridge)
+        if pids and kills < 4:
+            os.kill(pids[0], signal.SIGKILL)
+            kills += 1
+    out = bridge.output()
+    assert bridge.proc.poll() is None, f"the supervisor gave up (exit {bridge.proc.returncode}):\n{out[-3000:]}"
+    unreachable = out.count("exit 75")
+    assert kills >= 2 and unreachable >= 2, (kills, unreachable, out[-3000:])  # both beyond the budget of 2
+    assert f"cannot {'read topic' if away == 'kafka' else 'reach Redis'}" in out
+    assert "giving up" not in out
+    assert bridge.stop(timeout=30) == 0, out[-3000:]
+    wait_for(lambda: not children(bridge), 10, "no child left")
+
+
+def test_a_child_that_cannot_boot_ends_the_run_with_exit_3_and_the_reason(bootstrap, redis_url, cleanup):
+    """No such topic: nothing outside will fix it; the supervisor backs off, then exits 3
+    once the budget is spent, its last line naming the cause."""
+    topic = f"no-such-topic-{time.time_ns()}"
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=1, boot_seconds=1, crash_budget=3), "run")
     cleanup(bridge)
     started = time.monotonic()
     bridge.proc.wait(60)
     out = bridge.output()
-    assert bridge.proc.returncode == 4, out[-3000:]
-    assert "cannot reach Redis at redis://127.0.0.1:1/0" in out
-    assert "failed at boot 3 times in a row" in out and "giving up" in out
+    assert bridge.proc.returncode == 3, out[-3000:]
     assert "restarting in 0.5s" in out and "restarting in 1.0s" in out  # it backed off
+    last = out.strip().splitlines()[-1]
+    assert "stopped (exit 3)" in last and "failed at boot 3 times in a row" in last, last
+    assert f"cannot read topic '{topic}'" in last, last
     assert time.monotonic() - started < 60
     wait_for(lambda: not children(bridge), 10, "no child left")
 
@@ -198,6 +234,16 @@ def test_partitions_added_to_the_topic_are_picked_up(bootstrap, make_topic, redi
     produce(bootstrap, topic, produced)
     settle(redis_client, "queue:default", len(produced), 60)
     assert bridge.stop() == 0, bridge.output()[-3000:]
-    ledger = redis_client.hgetall(f"k2s:ledger:g-{topic}:{topic}")
-    assert {int(p) for p in ledger} == set(range(8)), "jobs of the new partitions were not read"
+    ledger = ledger_offsets(redis_client, topic)
+    assert set(ledger) == set(range(8)), "jobs of the new partitions were not read"
     assert_exactly_once_in_key_order(queue_jobs(redis_client), produced)
+
+
+def test_a_lone_worker_that_cannot_boot_exits_3_with_the_reason(bootstrap, make_topic, cleanup):
+    topic = make_topic(1)
+    bridge = Bridge(bridge_env(bootstrap, "redis://127.0.0.1:1/0", topic, boot_seconds=1), "worker", "--partitions", "0")
+    cleanup(bridge)
+    assert bridge.proc.wait(30) == 3, bridge.output()[-3000:]
+    out = bridge.output()
+    assert out.strip().splitlines()[-1].startswith("kafka2sidekiq worker: cannot reach Redis at redis://127.0.0.1:1/0: ")
+    assert "Traceback" not in out

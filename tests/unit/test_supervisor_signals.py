@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kafka2sidekiq import config
+from kafka2sidekiq import config, exits
 from kafka2sidekiq.supervisor import EXIT_CRASHLOOP, EXIT_OK, Child, Supervisor
 
 
@@ -67,6 +67,36 @@ def test_only_deaths_before_boot_count_towards_the_crash_budget(supervisor):
         assert supervisor.respawn_at[0] <= time.monotonic() and supervisor.exit_code == EXIT_OK
     delays = []
     for pid in range(200, 205):
-        supervisor.on_exit(Child(1, pid, None), -signal.SIGKILL)
+        supervisor.on_exit(Child(1, pid, None), exits.FAILED)
         delays.append(round(supervisor.respawn_at[1] - time.monotonic(), 1))
     assert delays[:4] == [0.5, 1.0, 2.0, 4.0] and supervisor.exit_code == EXIT_CRASHLOOP
+    assert "worker 1 failed at boot 5 times in a row" in supervisor.gave_up
+
+
+def test_causes_outside_the_child_never_use_up_the_budget(supervisor):
+    """Kafka or Redis away at boot, or SIGKILLs the supervisor did not send, to children
+    that had not booted yet: started again with back-off (capped), without end."""
+    delays = []
+    for pid in range(300, 320):
+        code = exits.UNAVAILABLE if pid % 2 else -signal.SIGKILL
+        supervisor.on_exit(Child(0, pid, None), code)
+        delays.append(supervisor.respawn_at[0] - time.monotonic())
+    assert supervisor.exit_code == EXIT_OK and not supervisor.gave_up
+    assert max(delays) <= 30.0 and delays[5] > delays[0]
+
+
+def test_a_child_the_supervisor_killed_at_boot_counts(supervisor):
+    """A child stuck at boot until the liveness check killed it cannot boot."""
+    for pid in range(400, 405):
+        child = Child(0, pid, None)
+        child.sent = signal.SIGKILL
+        supervisor.on_exit(child, -signal.SIGKILL)
+    assert supervisor.exit_code == EXIT_CRASHLOOP
+
+
+def test_a_fatal_boot_error_ends_with_exit_3_and_names_the_cause(supervisor):
+    for pid in range(500, 505):
+        supervisor.last_error[0] = "Redis at redis://127.0.0.1:1/0 refused the credentials: WRONGPASS"
+        supervisor.on_exit(Child(0, pid, None), exits.BOOT)
+    assert supervisor.exit_code == exits.BOOT
+    assert "refused the credentials" in supervisor.gave_up and "K2S_CRASH_BUDGET=5" in supervisor.gave_up

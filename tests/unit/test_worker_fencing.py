@@ -1,0 +1,180 @@
+"""The worker's decisions against in-memory Kafka and Redis: what it pushes when the
+ledger is ahead (a zombie, or a retry after an ambiguous failure), what it reports, and
+where it reads on. The real services are in tests/integration; here every branch of
+Worker.deliver can be driven on purpose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from confluent_kafka import Message
+
+from kafka2sidekiq import config
+from kafka2sidekiq._proto.job_pb2 import Job
+from kafka2sidekiq.sink import RedisUnavailable
+from kafka2sidekiq.worker import Worker
+
+TOPIC = "jobs"
+
+
+def message(partition: int, offset: int, job_class: str = "FenceJob") -> Message:
+    job = Job(job_class=job_class, args_json=json.dumps([partition, offset]))
+    return Message(topic=TOPIC, partition=partition, offset=offset, value=job.SerializeToString(),
+                   timestamp=(1, 1_700_000_000_000))
+
+
+class FakeSource:
+    """Partitions assigned and sought; hands out the messages it is given, once."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+        self.sought: dict[int, int] = {}
+        self.assigned: dict[int, int] = {}
+
+    def committed(self, partitions):
+        return {p: -1001 for p in partitions}
+
+    def assign(self, start):
+        self.assigned = dict(start)
+
+    def seek(self, partition, offset):
+        self.sought[partition] = offset
+
+    def consume(self, count, wait):
+        out, self.messages = self.messages[:count], self.messages[count:]
+        return out
+
+    def pause(self):
+        pass
+
+    def resume(self):
+        pass
+
+    def lag(self, position):
+        return {}
+
+    def commit(self, offsets, wait=False):
+        pass
+
+    def close(self):
+        pass
+
+
+class FakeDead:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, str]] = []
+        self.producer = self
+
+    def send(self, rejects):
+        self.sent += [(m.partition(), m.offset(), reason) for m, reason in rejects]
+
+    def flush(self, timeout):
+        return 0
+
+
+class FakeSink:
+    """One Redis with a per-partition ledger; ``ahead`` moves a partition's ledger before
+    the next push lands (another writer got there first), ``failures`` fails pushes."""
+
+    def __init__(self) -> None:
+        self.ledger_of: dict[int, int] = {}
+        self.jobs: list[tuple[int, int]] = []
+        self.ahead: dict[int, int] = {}
+        self.failures = 0
+        self.conflicts = 0
+
+    def ledger(self, partitions):
+        return {p: self.ledger_of.get(p, 0) for p in partitions}
+
+    def push(self, batch, ranges):
+        if self.failures:
+            self.failures -= 1
+            raise RedisUnavailable("ConnectionError: fake")
+        for p, offset in self.ahead.items():  # the other writer's push lands first
+            self.ledger_of[p] = max(self.ledger_of.get(p, 0), offset)
+        self.ahead = {}
+        stale = {r.partition: self.ledger_of[r.partition] for r in ranges
+                 if self.ledger_of.get(r.partition, 0) > r.first}
+        if stale:
+            return stale
+        for payloads in batch.queues.values():
+            self.jobs += [tuple(json.loads(p)["args"]) for p in payloads]
+        for r in ranges:
+            self.ledger_of[r.partition] = r.next
+        return {}
+
+
+@pytest.fixture
+def make_worker():
+    def make(messages):
+        settings = config.load(env={"K2S_TOPIC": TOPIC, "K2S_ENCODER": "python", "K2S_RETRY_MAX_SECONDS": "1"})
+        reports: list[dict[int, int]] = []
+        worker = Worker(settings, report=reports.append, source=FakeSource(messages), dead=FakeDead(),
+                        sink=FakeSink())
+        worker.backoff.first = 0.001
+        worker.reports = reports
+        return worker
+    return make
+
+
+def test_a_batch_is_pushed_once_and_its_offsets_reported(make_worker):
+    messages = [message(p, o) for o in range(5) for p in (0, 1)]
+    worker = make_worker(messages)
+    worker.assign([0, 1])
+    assert worker.deliver(messages) == len(messages)
+    assert sorted(worker.sink.jobs) == sorted((m.partition(), m.offset()) for m in messages)
+    assert worker.reports == [{0: 5, 1: 5}] and worker.position == {0: 5, 1: 5}
+
+
+def test_ledger_ahead_on_one_partition_resends_only_what_redis_lacks(make_worker):
+    """Another writer pushed partition 0 up to offset 3 meanwhile: offsets 0-2 of it are
+    not pushed again; partition 1, untouched, goes in whole."""
+    messages = [message(p, o) for o in range(5) for p in (0, 1)]
+    worker = make_worker(messages)
+    worker.assign([0, 1])
+    worker.sink.ahead = {0: 3}
+    worker.deliver(messages)
+    assert sorted(worker.sink.jobs) == sorted([(0, 3), (0, 4)] + [(1, o) for o in range(5)])
+    assert worker.sink.ledger_of == {0: 5, 1: 5}
+    assert worker.reports == [{0: 5, 1: 5}]
+
+
+def test_ledger_past_the_whole_batch_reads_on_from_the_ledger(make_worker):
+    """A zombie's batch: Redis has all of it and more. Nothing is pushed, and the worker
+    seeks to where the ledger is instead of reading what is in Redis already."""
+    messages = [message(0, o) for o in range(5)]
+    worker = make_worker(messages)
+    worker.assign([0])
+    worker.sink.ahead = {0: 9}
+    worker.deliver(messages)
+    assert worker.sink.jobs == []
+    assert worker.position == {0: 9} and worker.source.sought == {0: 9}
+    assert worker.reports == []
+
+
+def test_a_failed_push_is_retried_with_the_same_batch(make_worker):
+    messages = [message(0, o) for o in range(3)]
+    worker = make_worker(messages)
+    worker.assign([0])
+    worker.sink.failures = 2
+    worker.deliver(messages)
+    assert worker.sink.jobs == [(0, 0), (0, 1), (0, 2)]
+    assert worker.reports == [{0: 3}]
+
+
+def test_rejects_go_to_the_dead_letters_before_the_ledger_moves_past_them(make_worker):
+    messages = [message(0, 0), message(0, 1, job_class=""), message(0, 2)]
+    worker = make_worker(messages)
+    worker.assign([0])
+    worker.deliver(messages)
+    assert worker.dead.sent == [(0, 1, "missing_class")]
+    assert worker.sink.jobs == [(0, 0), (0, 2)] and worker.sink.ledger_of == {0: 3}
+
+
+def test_assignment_starts_at_the_larger_of_ledger_and_committed(make_worker):
+    worker = make_worker([])
+    worker.sink.ledger_of = {0: 7}
+    worker.source.committed = lambda partitions: {0: 4, 1: 12}
+    worker.assign([0, 1])
+    assert worker.position == {0: 7, 1: 12} and worker.source.assigned == {0: 7, 1: 12}
