@@ -60,15 +60,26 @@ class Assigned(_Message, tag="assigned"):
 
 
 class Revoked(_Message, tag="revoked"):
-    """Coordinator: partitions taken away; it waits for RevokeDone before letting go."""
+    """Coordinator: partitions taken away; unless ``lost`` (the session expired: another
+    host may own them already), it waits for RevokeDone before letting go."""
     partitions: list[int]
+    lost: bool = False
+
+
+class Applied(_Message, tag="applied"):
+    """Worker: it reads the partitions of plan ``generation`` now, and no longer reads
+    the ones it dropped; ``released`` is where it stopped in each of those (the next
+    offset, all before it in Redis)."""
+    generation: int
+    released: dict[int, int]
 
 
 # --- from the supervisor to a child ---------------------------------------------------------
 
 class Assign(_Message, tag="assign"):
-    """To a worker: read exactly these partitions."""
+    """To a worker: read exactly these partitions (plan ``generation``; answer Applied)."""
     partitions: list[int]
+    generation: int = 0
     quiet: bool = False
 
 
@@ -82,13 +93,18 @@ class Commit(_Message, tag="commit"):
     now: bool = False
 
 
+class Leave(_Message, tag="leave"):
+    """To the coordinator: this host is leaving for good; leave the group at shutdown."""
+
+
 class RevokeDone(_Message, tag="revoke_done"):
     """To the coordinator: the workers have let the revoked partitions go; ``offsets``
     is the last of what they had in Redis, to commit before the partitions are released."""
     offsets: dict[int, int]
 
 
-Message = Union[Booted, Fatal, Offsets, Stats, Assigned, Revoked, Assign, Quiet, Commit, RevokeDone]
+Message = Union[Booted, Fatal, Offsets, Stats, Assigned, Revoked, Applied, Assign, Quiet, Commit, Leave,
+                RevokeDone]
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Message).decode
 

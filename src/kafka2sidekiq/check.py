@@ -4,7 +4,8 @@ one line each, what the bridge would meet. Exit 0 when nothing is wrong, 1 other
 Checks: the topic and its partitions, the dead-letter topic; Redis version,
 maxmemory and maxmemory-policy; the Sidekiq processes seen in Redis (their heartbeats),
 the queues they listen to, and whether their versions read the configured timestamp
-format; then what the bridge would do: where it would start (the larger of the group's
+format; the consumer group: its members and which partitions this host owns now
+(its keys' home, with one Redis per host); then what the bridge would do: where it would start (the larger of the group's
 committed offset and the ledger, as a worker does), how many messages wait, which
 encoder and timestamps it would use.
 """
@@ -20,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from .config import Settings, redact
 from . import encoder
+from .coordinator import instance_id
 from .sidekiq import TIMESTAMPS_MS
 from .sink import Sink, connect
 from .source import committed_offsets, consumer_config
@@ -52,6 +54,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         else:
             report(None, f"kafka: dead-letter topic {settings.dead_letter_topic!r} does not exist "
                          f"(rejected messages need it, unless the broker creates topics)")
+        _group(admin, settings, report)
     except KafkaException as exc:
         admin.poll(0)  # serves error_cb
         refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
@@ -82,6 +85,30 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
         client.close()
     say(f"{problems} problem(s)")
     return 1 if problems else 0
+
+
+def _group(admin: AdminClient, settings: Settings, report) -> None:
+    """The group's members now, and the partitions of the topic this host owns."""
+    group, me = settings.group_id, instance_id(settings)
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=15)[group].result()
+    except KafkaException as exc:
+        report(None, f"kafka: cannot describe group {group!r}: {exc}")
+        return
+    owned = {}
+    for member in described.members:
+        name = member.group_instance_id or member.member_id
+        owned[name] = sorted(tp.partition for tp in member.assignment.topic_partitions
+                             if tp.topic == settings.topic)
+    if not owned:
+        report(True, f"kafka: group {group!r} has no member now; this host ({me}) would join it")
+        return
+    report(True, f"kafka: group {group!r}: {len(owned)} member(s): "
+                 + ", ".join(f"{name} {len(parts)}" for name, parts in sorted(owned.items())))
+    if me in owned:
+        report(True, f"kafka: this host ({me}) owns partition(s) {owned[me]} of {settings.topic!r}")
+    else:
+        report(True, f"kafka: this host ({me}) is not a member now (K2S_INSTANCE_ID, else the host name)")
 
 
 def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report) -> None:

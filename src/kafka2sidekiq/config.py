@@ -238,6 +238,8 @@ SETTINGS: tuple[Setting, ...] = (
             "how often offsets are committed to Kafka, milliseconds (the ledger is the truth)"),
     Setting("instance_id", str, "", "static group.instance.id of this host (empty: the host name)"),
     Setting("session_timeout_ms", _positive_int, "30000", "Kafka group session timeout, milliseconds"),
+    Setting("leave_on_stop", _flag, "false",
+            "on stop, leave the group: the other hosts take the partitions at once (a host leaving for good)"),
     Setting("liveness_seconds", _positive_int, "30", "a child that makes no progress this long is replaced"),
     Setting("graceful_seconds", _positive_int, "30", "longest graceful shutdown before SIGKILL"),
     Setting("boot_seconds", _positive_int, "15", "longest a worker waits for Redis and Kafka at start"),

@@ -6,6 +6,11 @@ those partitions with assign()-only consumers; their offsets come back through t
 supervisor, and the coordinator commits them: on an interval, when partitions are
 revoked, and at shutdown. A consumer outside the group could not commit for a group
 that has a live member (UNKNOWN_MEMBER_ID), which is why commits go through here.
+
+At shutdown it stays in the group (a static member: restarted in place, the host gets
+its partitions back with no rebalance), unless the host is leaving for good
+(K2S_LEAVE_ON_STOP, or SIGUSR1 to the supervisor): then, after its last commit, it
+removes itself from the group so the other hosts take its partitions at once.
 """
 
 from __future__ import annotations
@@ -17,21 +22,29 @@ from typing import Callable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from . import channel, exits
-from .channel import Assigned, Booted, Commit, Revoked, RevokeDone
+from .channel import Assigned, Booted, Commit, Leave, Revoked, RevokeDone
+from .leave import leave_group
 from .config import Settings
 from .source import MANUAL_OFFSETS
 
 log = logging.getLogger(__name__)
 
 REVOKE_WAIT_SECONDS = 10.0
+HEARTBEAT_MS = 1000  # a departure is noticed by the others within about this
+
+
+def instance_id(settings: Settings) -> str:
+    """This host's static group.instance.id."""
+    return settings.instance_id or _socket.gethostname()
 
 
 def consumer_config(settings: Settings) -> dict:
     return settings.kafka_config("kafka2sidekiq-coordinator", {
         "group.id": settings.group_id,
-        "group.instance.id": settings.instance_id or _socket.gethostname(),
+        "group.instance.id": instance_id(settings),
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": min(HEARTBEAT_MS, settings.session_timeout_ms // 3),
         **MANUAL_OFFSETS,
         "topic.metadata.refresh.interval.ms": 10_000,  # partitions added to the topic
     })
@@ -42,9 +55,12 @@ class Coordinator:
                  should_stop: Callable[[], bool]) -> None:
         self.topic = settings.topic
         self.sock, self.beat, self.should_stop = sock, beat, should_stop
+        self.leave = settings.leave_on_stop  # at shutdown, leave the group for good
         self.owned: set[int] = set()
         self.pending: dict[int, int] = {}  # offsets reported, not yet committed
-        config = consumer_config(settings)
+        self.config = consumer_config(settings)
+        self.group = settings.group_id
+        config = self.config
         # incremental (cooperative) or eager rebalancing follows from the strategy in use
         self.cooperative = "cooperative" in config["partition.assignment.strategy"]
         self.consumer = Consumer(config)
@@ -60,6 +76,8 @@ class Coordinator:
         self._read(0)
         self._commit(wait=True)
         self.consumer.close()
+        if self.leave:
+            leave_group(self.config, self.group, self.config["group.instance.id"])
 
     # --- the supervisor's messages -----------------------------------------------------
 
@@ -67,6 +85,9 @@ class Coordinator:
         """Take in commit requests; True when the supervisor answered a revocation."""
         answered = False
         for message in channel.receive(self.sock, wait):
+            if isinstance(message, Leave):
+                self.leave = True
+                continue
             if isinstance(message, (Commit, RevokeDone)):
                 self.pending.update(message.offsets)
             if isinstance(message, RevokeDone):
@@ -116,7 +137,7 @@ class Coordinator:
         log.warning("lost %s (session expired): no commit for them", sorted(gone))
         self.owned -= gone
         self.pending = {p: o for p, o in self.pending.items() if p not in gone}
-        channel.send(self.sock, Revoked(sorted(gone)))
+        channel.send(self.sock, Revoked(sorted(gone), lost=True))
         self._unassign(consumer, partitions)
 
     def _unassign(self, consumer, partitions) -> None:

@@ -98,9 +98,11 @@ class HostMetrics:
     """The supervisor's sum of its workers' counters, plus what the supervisor itself
     knows (restarts, the limiter, process sizes). A prometheus_client collector."""
 
-    def __init__(self, limiter, processes: Callable[[], list[tuple[str, str, object]]]) -> None:
+    def __init__(self, limiter, processes: Callable[[], list[tuple[str, str, object]]],
+                 owned: Callable[[], set[int]] = set) -> None:
         self.limiter = limiter
         self.processes = processes                 # () -> [(role, slot, psutil.Process)]
+        self.owned = owned                         # () -> the partitions Kafka gave this host
         self.live: dict[int, dict] = {}            # slot -> latest snapshot of its worker
         self.retired: dict = {}                    # the sum of exited workers' last snapshots
         self.restarts: Counter[int] = Counter()
@@ -174,6 +176,14 @@ class HostMetrics:
         yield CounterMetricFamily("k2s_ledger_conflicts",
                                   "Redis transactions of this host aborted because another writer moved "
                                   "a ledger key they watched", value=total.get("ledger_conflicts", 0))
+        owned = sorted(self.owned())
+        yield GaugeMetricFamily("k2s_partitions_owned", "Partitions of the topic Kafka gave this host",
+                                value=len(owned))
+        each = GaugeMetricFamily("k2s_partition_owned", "1 for each partition this host owns (its keys' home)",
+                                 labels=["partition"])
+        for partition in owned:
+            each.add_metric([str(partition)], 1)
+        yield each
         lag = GaugeMetricFamily("k2s_consumer_lag_messages", "Messages in a partition not yet read",
                                 labels=["partition"])
         for partition, n in sorted(self.lag().items()):

@@ -11,6 +11,8 @@ Signals are only recorded by their handlers; the loop dispatches them:
     TERM, INT   graceful: workers finish the batch in hand and report; the coordinator
                 commits and leaves; SIGKILL for whatever is left at graceful_seconds
     2nd TERM/INT, QUIT   fast: SIGKILL the workers, commit what is known, stop
+    USR1        graceful, and this host leaves the group for good: the other hosts take
+                its partitions at once (K2S_LEAVE_ON_STOP makes every stop do this)
     TSTP        quiet: workers stop fetching (membership and partitions are kept)
     TTIN, TTOU  one worker more, one fewer
 
@@ -33,7 +35,8 @@ import psutil
 
 from . import channel, exits
 from .assignment import plan
-from .channel import Assign, Assigned, Booted, Commit, Fatal, Offsets, Quiet, Revoked, RevokeDone, Stats
+from .channel import (Applied, Assign, Assigned, Booted, Commit, Fatal, Leave, Offsets, Quiet, Revoked, RevokeDone,
+                      Stats)
 from .config import Settings
 from .limiter import Limiter, Page
 from .metrics import HostMetrics, Server
@@ -41,11 +44,12 @@ from .metrics import HostMetrics, Server
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BOOT, EXIT_CRASHLOOP = exits.OK, exits.FAILED, exits.BOOT, exits.CRASHLOOP
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
-           signal.SIGCHLD)
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGTSTP, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGCHLD)
 COORDINATOR = channel.MAX_SLOTS - 1  # its heartbeat slot; workers use 0 .. workers-1
 STATS_SECONDS = 60.0
 RSS_CHECK_SECONDS = 5.0
+HANDOVER_SECONDS = 8.0  # the coordinator holds revoked partitions for up to 10 s
 
 
 @dataclass
@@ -60,6 +64,17 @@ class Child:
     @property
     def role(self) -> str:
         return role_name(self.slot)
+
+
+@dataclass
+class Handover:
+    """Partitions Kafka is taking from this host, not yet let go. The coordinator keeps
+    them (and commits nothing for them) until every worker that read them has applied
+    a plan without them, or died, or the deadline passed: only then is the offset it
+    commits exactly what this host's Redis holds."""
+    partitions: set[int]
+    waiting: dict[int, int]   # worker slot -> the plan generation it must apply
+    deadline: float
 
 
 def role_of(slot: int) -> tuple[str, int | None]:
@@ -87,17 +102,20 @@ class Supervisor:
         self.last_error: dict[int, str] = {}
         self.owned: set[int] = set()               # partitions Kafka gave this host
         self.plan: dict[int, list[int]] = {}
+        self.generation = 0                        # of the plan; workers answer Applied(generation)
         self.sent_plan: dict[int, list[int]] = {}
+        self.handover: Handover | None = None
         self.offsets: dict[int, int] = {}          # reported by workers, not yet committed
         self.signals: list[int] = []
         self.stopping: str | None = None           # "graceful" or "fast"
+        self.leaving = settings.leave_on_stop      # at the end, leave the group for good
         self.deadline = 0.0
         self.coordinator_stopped = False
         self.quiet = False
         self.exit_code = EXIT_OK
         self.gave_up = ""                          # why the supervisor stopped on its own
         self.assigned = False                      # the coordinator has had its first assignment
-        self.metrics = HostMetrics(self.limiter, self.processes)
+        self.metrics = HostMetrics(self.limiter, self.processes, lambda: self.owned)
         self.server: Server | None = None
         self.committed_at = self.stats_at = self.rss_at = time.monotonic()
 
@@ -133,6 +151,7 @@ class Supervisor:
             self.limiter.poll()
             self.metrics.tick()
             self.check_liveness()
+            self.hand_over()
             self.forward_offsets()
             self.shutdown_step()
             self.log_stats()
@@ -159,6 +178,9 @@ class Supervisor:
                 self.stop("fast" if self.stopping else "graceful")
             elif sig == signal.SIGQUIT:
                 self.stop("fast")
+            elif sig == signal.SIGUSR1:
+                self.leaving = True
+                self.stop("graceful")
             elif sig == signal.SIGTSTP:
                 self.quiet = True
                 for child in self.workers_alive():
@@ -223,7 +245,7 @@ class Supervisor:
         stopping: list[int] = []
         for sig in HANDLED:
             signal.signal(sig, signal.SIG_DFL)
-        for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        for sig in (signal.SIGUSR1, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor; it decides
@@ -257,6 +279,8 @@ class Supervisor:
             del self.children[child.slot]
             self.read_child(child)  # its last words: final offsets and counters, a fatal error
             child.sock.close()
+            if self.handover:  # what it pushed, it reported; it reads nothing more
+                self.handover.waiting.pop(child.slot, None)
             code = os.waitstatus_to_exitcode(status)
             self.on_exit(child, code)
             if child.slot != COORDINATOR:
@@ -336,6 +360,10 @@ class Supervisor:
         for message in channel.receive(child.sock):
             if isinstance(message, Offsets):
                 self.offsets.update(message.offsets)
+            elif isinstance(message, Applied):
+                self.offsets.update(message.released)
+                if self.handover and self.handover.waiting.get(child.slot, message.generation) <= message.generation:
+                    self.handover.waiting.pop(child.slot, None)
             elif isinstance(message, Stats):
                 self.metrics.update(child.slot, message.stats)
             elif isinstance(message, Booted):
@@ -350,17 +378,44 @@ class Supervisor:
                 self.owned = set(message.partitions)
                 self.replan()
             elif isinstance(message, Revoked):
-                gone = set(message.partitions)
-                self.owned -= gone
-                self.replan()
-                handed = {p: o for p, o in self.offsets.items() if p in gone}
-                channel.send(child.sock, RevokeDone(handed))
-                self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
+                self.revoke(set(message.partitions), message.lost)
             else:
                 log.error("supervisor: %s sent %r, which only the supervisor sends", child.role, message)
 
+    def revoke(self, gone: set[int], lost: bool) -> None:
+        """Take partitions from the workers. Revoked alive, they are handed over: the
+        coordinator waits for hand_over() to tell it what to commit for them. Lost (the
+        session expired), another host may be reading them already: nothing is committed."""
+        readers = [slot for slot, parts in self.sent_plan.items() if slot in self.children and gone & set(parts)]
+        self.owned -= gone
+        self.replan()
+        if lost:
+            self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
+        else:
+            self.handover = Handover(gone, {slot: self.generation for slot in readers},
+                                     time.monotonic() + HANDOVER_SECONDS)
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Once the workers have let the revoked partitions go, send the coordinator the
+        offsets to commit for them (RevokeDone); at the deadline, what is known."""
+        handover, coordinator = self.handover, self.children.get(COORDINATOR)
+        if handover is None or (handover.waiting and time.monotonic() < handover.deadline):
+            return
+        if handover.waiting:
+            log.warning("supervisor: %s still reading revoked partition(s) %s after %.0fs; committing what "
+                        "they reported (jobs they push from here on may be pushed again by the next owner)",
+                        ", ".join(role_name(s) for s in sorted(handover.waiting)), sorted(handover.partitions),
+                        HANDOVER_SECONDS)
+        handed = {p: o for p, o in self.offsets.items() if p in handover.partitions}
+        if coordinator:
+            channel.send(coordinator.sock, RevokeDone(handed))
+        self.offsets = {p: o for p, o in self.offsets.items() if p not in handover.partitions}
+        self.handover = None
+
     def replan(self) -> None:
         self.plan = plan(self.owned, self.workers, self.plan)
+        self.generation += 1
         for slot in range(self.workers):
             self.send_plan(slot)
 
@@ -368,7 +423,7 @@ class Supervisor:
         child = self.children.get(slot)
         wanted = self.plan.get(slot, [])
         if child and (force or self.sent_plan.get(slot) != wanted):
-            if channel.send(child.sock, Assign(wanted, self.quiet)):
+            if channel.send(child.sock, Assign(wanted, self.generation, self.quiet)):
                 self.sent_plan[slot] = wanted
 
     def forward_offsets(self, now: float | None = None) -> None:
@@ -397,8 +452,11 @@ class Supervisor:
             return
         coordinator = self.children.get(COORDINATOR)
         if coordinator and not self.workers_alive() and not self.coordinator_stopped:
-            # the workers have reported their last offsets: commit them, then leave
+            # the workers have reported their last offsets: commit them, then stop (and
+            # leave the group, when this host is leaving for good)
             channel.send(coordinator.sock, Commit(self.offsets))
+            if self.leaving:
+                channel.send(coordinator.sock, Leave())
             self.offsets = {}
             self.kill(coordinator, signal.SIGTERM)
             self.coordinator_stopped = True

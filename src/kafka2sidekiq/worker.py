@@ -22,7 +22,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException
 
 from . import channel, encoder, exits
-from .channel import Assign, Booted, Fatal, Offsets, Quiet, Stats
+from .channel import Applied, Assign, Booted, Fatal, Offsets, Quiet, Stats
 from .config import Settings
 from .limiter import Budget, Page
 from .metrics import SNAPSHOT_SECONDS, WorkerStats
@@ -69,6 +69,7 @@ class Worker:
         self.limited: Callable[[], bool] = lambda: False  # the limiter's verdict and budget
         self.spent: Callable[[int], None] = lambda payload_bytes: None
         self.on_oom: Callable[[], None] = lambda: None
+        self.applied: Callable[[dict[int, int]], None] = lambda released: None  # a plan is in effect
         self._held = False  # partitions paused for the limiter
         self.position: dict[int, int] = {}  # partition -> next offset to read
         self._uncommitted: dict[int, int] = {}
@@ -109,21 +110,24 @@ class Worker:
             raise BootError(f"cannot read topic {self.settings.topic!r} from "
                             f"{self.settings.bootstrap_servers}: {exc}", transient=unreachable) from exc
 
-    def assign(self, partitions: list[int]) -> None:
+    def assign(self, partitions: list[int]) -> dict[int, int]:
         """Read exactly ``partitions``: kept ones from where this worker is, new ones from
-        the larger of the group's committed offset and the ledger's."""
+        the larger of the group's committed offset and the ledger's. Returns where it
+        stopped in each partition it dropped (all before that offset is in Redis)."""
         partitions = sorted(set(partitions))
         new = [p for p in partitions if p not in self.position]
         if new:
             committed = self.source.committed(new)
             ledger = self._retry(lambda: self.sink.ledger(new), "read the ledger")
             self.position.update(start_offsets(new, committed, ledger))
+        released = {p: o for p, o in self.position.items() if p not in partitions and o > 0}
         self.position = {p: self.position[p] for p in partitions}
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
         if self._held:
             self.source.pause()
         log.info("reading %d partition(s) of %s from %s", len(partitions), self.settings.topic,
                  ", ".join(f"{p}@{o}" for p, o in self.position.items()) or "nothing")
+        return released
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -131,7 +135,7 @@ class Worker:
             next_plan: Callable[[], list[int] | None] = lambda: None) -> None:
         """The loop. ``partitions``: all of the topic's when None; ``next_plan`` is asked
         between batches for a new set of partitions (None: no change)."""
-        self.assign(partitions if partitions is not None else self.source.partitions())
+        self.applied(self.assign(partitions if partitions is not None else self.source.partitions()))
         size, wait = self.settings.batch_size, self.settings.batch_wait_ms / 1000
         logged, logged_pushed = time.monotonic(), 0
         stats = self.stats
@@ -139,7 +143,7 @@ class Worker:
             self.beat()
             plan = next_plan()
             if plan is not None:
-                self.assign(plan)
+                self.applied(self.assign(plan))
             if self.quiet():
                 time.sleep(wait)
                 continue
@@ -256,14 +260,15 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
     keep_fetch_memory(settings.queued_max_kbytes)
     quiet = False
     stats_sent = 0.0
+    generation = 0  # of the latest plan read
 
     def read_supervisor(wait: float = 0.0) -> list[int] | None:
         """The latest plan the supervisor sent (None: no change); notes a Quiet."""
-        nonlocal quiet
+        nonlocal quiet, generation
         latest = None
         for message in channel.receive(sock, wait):
             if isinstance(message, Assign):
-                latest = message.partitions
+                latest, generation = message.partitions, message.generation
                 quiet = quiet or message.quiet
             elif isinstance(message, Quiet):
                 quiet = True
@@ -286,6 +291,7 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
     worker.quiet = lambda: quiet
     budget = Budget(page, settings.limiter_stale_ms / 1000)
     worker.limited, worker.spent, worker.on_oom = budget.exhausted, budget.spend, page.report_oom
+    worker.applied = lambda released: channel.send(sock, Applied(generation, released))
     try:
         worker.boot()
     except BootError as exc:

@@ -84,3 +84,14 @@ def test_ledger_conflicts_are_summed_across_workers_and_restarts():
     assert "# TYPE k2s_ledger_conflicts_total counter" in text
     assert "another writer moved a ledger key they watched" in text
     assert scrape(m)[("k2s_ledger_conflicts_total",)] == 2 + 5 + 1
+
+
+def test_the_partitions_this_host_owns():
+    owned = {7, 2}
+    m = HostMetrics(SimpleNamespace(paused=False, pauses=0, used_memory=0), lambda: [], lambda: owned)
+    s = scrape(m)
+    assert s[("k2s_partitions_owned",)] == 2
+    assert {k[1][1] for k in s if k[0] == "k2s_partition_owned"} == {"2", "7"}
+    owned.clear()
+    s = scrape(m)
+    assert s[("k2s_partitions_owned",)] == 0 and not any(k[0] == "k2s_partition_owned" for k in s)

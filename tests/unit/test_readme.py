@@ -31,12 +31,12 @@ def test_every_metric_is_documented():
     from kafka2sidekiq.metrics import HostMetrics
 
     host = HostMetrics(SimpleNamespace(paused=False, pauses=0, used_memory=0),
-                       lambda: [("worker", "0", psutil.Process())])
+                       lambda: [("worker", "0", psutil.Process())], lambda: {3})
     host.restarts[0] = 1
     names = {f.name + ("_total" if f.type == "counter" else "")
              for f in text_string_to_metric_families(host.exposition().decode())}
     text = README.read_text()
-    assert len(names) == 14
+    assert len(names) == 16
     assert [n for n in sorted(names) if f"| `{n}" not in text] == []
 
 

@@ -100,3 +100,28 @@ def test_a_fatal_boot_error_ends_with_exit_3_and_names_the_cause(supervisor):
         supervisor.on_exit(Child(0, pid, None), exits.BOOT)
     assert supervisor.exit_code == exits.BOOT
     assert "refused the credentials" in supervisor.gave_up and "K2S_CRASH_BUDGET=5" in supervisor.gave_up
+
+
+
+def stop_messages(env: dict, sig: int) -> list[str]:
+    """What the coordinator is told when the supervisor stops on ``sig`` (its workers gone)."""
+    from kafka2sidekiq import channel
+    from kafka2sidekiq.supervisor import COORDINATOR
+
+    sup = Supervisor(config.load(env=env))
+    parent, child = channel.pair()
+    with parent, child:
+        sup.children[COORDINATOR] = Child(COORDINATOR, 2**22 + 1, parent)  # no such pid: kill() is a no-op
+        dispatch(sup, sig)
+        assert sup.stopping == "graceful"
+        sup.shutdown_step()
+        return [type(m).__name__ for m in channel.receive(child)]
+
+
+def test_usr1_or_leave_on_stop_makes_the_coordinator_leave_the_group():
+    assert stop_messages({}, signal.SIGUSR1) == ["Commit", "Leave"]
+    assert stop_messages({"K2S_LEAVE_ON_STOP": "true"}, signal.SIGTERM) == ["Commit", "Leave"]
+
+
+def test_a_plain_stop_stays_in_the_group():
+    assert stop_messages({}, signal.SIGTERM) == ["Commit"]

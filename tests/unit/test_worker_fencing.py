@@ -178,3 +178,28 @@ def test_assignment_starts_at_the_larger_of_ledger_and_committed(make_worker):
     worker.source.committed = lambda partitions: {0: 4, 1: 12}
     worker.assign([0, 1])
     assert worker.position == {0: 7, 1: 12} and worker.source.assigned == {0: 7, 1: 12}
+
+
+def test_a_dropped_partition_is_released_where_redis_has_it(make_worker):
+    """The supervisor commits a revoked partition at what the worker released: the next
+    offset after everything pushed, even when it only learned that from the ledger."""
+    messages = [message(0, o) for o in range(4)] + [message(1, o) for o in range(3)]
+    worker = make_worker(messages)
+    assert worker.assign([0, 1, 2]) == {}
+    worker.sink.ahead = {1: 6}  # partition 1: Redis has more than this batch (no report for it)
+    worker.deliver(messages)
+    assert worker.reports == [{0: 4}]
+    assert worker.assign([2]) == {0: 4, 1: 6}  # 2 read nothing: nothing to release for it
+    assert worker.position == {2: 0} and worker.source.assigned == {2: -2}
+    assert worker.assign([]) == {}
+
+
+def test_each_plan_is_acknowledged_once_it_is_in_effect(make_worker):
+    messages = [message(0, o) for o in range(3)]
+    worker = make_worker(messages)
+    plans, applied = [None, [1], None], []
+    worker.applied = applied.append
+    worker.should_stop = lambda: not plans
+    worker.run([0, 1], next_plan=lambda: plans.pop(0))
+    assert applied == [{}, {0: 3}]
+    assert worker.sink.jobs == [(0, 0), (0, 1), (0, 2)]
