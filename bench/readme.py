@@ -16,6 +16,8 @@ def _name(key: str) -> str:
     if key in NAMES:
         return NAMES[key]
     kind, count = key.rsplit("-", 1)
+    if kind == "performed":
+        return f"kafka2sidekiq, {count} worker(s), `K2S_COMMIT_ON=performed`"
     return f"**kafka2sidekiq, {count} worker(s)**" if kind == "ours" else f"raw-copy ceiling, {count} process(es)"
 
 
@@ -45,7 +47,9 @@ def table() -> str:
         f"**{r['ours_over_python']['median']}x** the Python bridge (runs: {_runs(r['ours_over_python'])}), "
         f"**{r['ours_over_push_bulk']['median']}x** Sidekiq `push_bulk` ({_runs(r['ours_over_push_bulk'])}), "
         f"**{r['ours_share_of_raw_copy']['median']:.0%}** of the raw-copy ceiling "
-        f"({_runs(r['ours_share_of_raw_copy'])}).",
+        f"({_runs(r['ours_share_of_raw_copy'])})" + (
+            f"; `K2S_COMMIT_ON=performed` runs at **{r['performed_share_of_pushed']['median']:.0%}** of the "
+            f"default ({_runs(r['performed_share_of_pushed'])})." if "performed_share_of_pushed" in r else "."),
         "",
         "| offered load (share of the maximum above) | jobs/s offered | jobs/s the producer managed | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|---|",

@@ -45,8 +45,10 @@ class Fatal(_Message, tag="fatal"):
 
 
 class Offsets(_Message, tag="offsets"):
-    """Worker: next offsets to read, now safe in Redis (to be committed)."""
+    """Worker: offsets to commit; ``pushed``: where Redis has each partition up to, when
+    that is not the same (K2S_COMMIT_ON=performed commits less: what Sidekiq finished)."""
     offsets: dict[int, int]
+    pushed: Union[dict[int, int], None] = None
 
 
 class Stats(_Message, tag="stats"):

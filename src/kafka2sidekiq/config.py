@@ -236,6 +236,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retry_max_seconds", _positive_int, "10", "longest back-off between Redis retries"),
     Setting("commit_interval_ms", _positive_int, "1000",
             "how often offsets are committed to Kafka, milliseconds (the ledger is the truth)"),
+    Setting("commit_on", _choice("pushed", "performed"), "pushed",
+            "the offset committed per partition: after the last job pushed, or the first job Sidekiq has "
+            "not finished (performed: needs ruby/kafka2sidekiq_performed.rb; jids default to origin)"),
+    Setting("performed_hold_seconds", _positive_int, "300",
+            "performed: longest a job not yet finished holds its partition's committed offset back"),
     Setting("instance_id", str, "", "static group.instance.id of this host (empty: the host name)"),
     Setting("session_timeout_ms", _positive_int, "30000", "Kafka group session timeout, milliseconds"),
     Setting("leave_on_stop", _flag, "false",
@@ -323,7 +328,8 @@ class _SettingsMethods:
         return EncoderOptions(
             timestamps=self.timestamps, default_queue=self.default_queue,
             class_allow=self.class_allow, queue_allow=self.queue_allow,
-            max_message_bytes=self.max_message_bytes, jid=self.jid_mode, add_origin=self.add_origin)
+            max_message_bytes=self.max_message_bytes, jid=self.jid_mode,
+            add_origin=self.add_origin or self.commit_on == "performed")  # the middleware reads k2s_origin
 
     def kafka_config(self, client_id: str, role: Mapping[str, Any]) -> dict:
         """librdkafka settings of one client: the brokers, its id, what its role needs,
@@ -364,6 +370,9 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
             raise ConfigError(f"{source}={shown!r} is not valid: {reason}") from None
     values["kafka"] = {_kafka_key(k): v for k, v in env.items()
                        if k.startswith(KAFKA_PASSTHROUGH) and not _not_a_setting(k)}
+    given = {s.name for s in SETTINGS if flags.get(s.name) is not None or s.env in env}
+    if values["commit_on"] == "performed" and "jid_mode" not in given:
+        values["jid_mode"] = "origin"  # a job pushed again after a host died carries the same jid
     settings = Settings(**values)
     high, low = settings.limiter_high, settings.limiter_low
     if high[0] == low[0] and low[1] >= high[1]:

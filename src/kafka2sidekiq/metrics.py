@@ -49,6 +49,7 @@ class WorkerStats:
         self.push_sum = 0.0
         self.lag: dict[int, int] = {}            # partition -> messages not yet read
         self.ledger_conflicts = 0                # transactions aborted: a watched ledger key moved
+        self.performed_expired = 0               # performed mode: jobs counted finished at the hold bound
 
     def batch(self, batch, push_seconds: float) -> None:
         """Count one batch that Redis has applied."""
@@ -68,7 +69,7 @@ class WorkerStats:
         return {"pushed": dict(self.pushed), "scheduled": self.scheduled, "rejected": dict(self.rejected),
                 "batch_buckets": self.batch_buckets, "batch_sum": self.batch_sum,
                 "push_buckets": self.push_buckets, "push_sum": self.push_sum,
-                "ledger_conflicts": self.ledger_conflicts,
+                "ledger_conflicts": self.ledger_conflicts, "performed_expired": self.performed_expired,
                 "lag": {str(p): n for p, n in self.lag.items()}}
 
 
@@ -176,6 +177,9 @@ class HostMetrics:
         yield CounterMetricFamily("k2s_ledger_conflicts",
                                   "Redis transactions of this host aborted because another writer moved "
                                   "a ledger key they watched", value=total.get("ledger_conflicts", 0))
+        yield CounterMetricFamily("k2s_performed_expired",
+                                  "K2S_COMMIT_ON=performed: jobs Sidekiq did not acknowledge within "
+                                  "K2S_PERFORMED_HOLD_SECONDS, counted finished", value=total.get("performed_expired", 0))
         owned = sorted(self.owned())
         yield GaugeMetricFamily("k2s_partitions_owned", "Partitions of the topic Kafka gave this host",
                                 value=len(owned))

@@ -106,6 +106,7 @@ class Supervisor:
         self.sent_plan: dict[int, list[int]] = {}
         self.handover: Handover | None = None
         self.offsets: dict[int, int] = {}          # reported by workers, not yet committed
+        self.pushed: dict[int, int] = {}           # where this host's Redis has each partition up to
         self.signals: list[int] = []
         self.stopping: str | None = None           # "graceful" or "fast"
         self.leaving = settings.leave_on_stop      # at the end, leave the group for good
@@ -360,6 +361,7 @@ class Supervisor:
         for message in channel.receive(child.sock):
             if isinstance(message, Offsets):
                 self.offsets.update(message.offsets)
+                self.pushed.update(message.offsets if message.pushed is None else message.pushed)
             elif isinstance(message, Applied):
                 self.offsets.update(message.released)
                 if self.handover and self.handover.waiting.get(child.slot, message.generation) <= message.generation:
@@ -391,6 +393,7 @@ class Supervisor:
         self.replan()
         if lost:
             self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
+            self.pushed = {p: o for p, o in self.pushed.items() if p not in gone}
         else:
             self.handover = Handover(gone, {slot: self.generation for slot in readers},
                                      time.monotonic() + HANDOVER_SECONDS)
@@ -411,6 +414,7 @@ class Supervisor:
         if coordinator:
             channel.send(coordinator.sock, RevokeDone(handed))
         self.offsets = {p: o for p, o in self.offsets.items() if p not in handover.partitions}
+        self.pushed = {p: o for p, o in self.pushed.items() if p not in handover.partitions}
         self.handover = None
 
     def replan(self) -> None:
@@ -454,9 +458,11 @@ class Supervisor:
         if coordinator and not self.workers_alive() and not self.coordinator_stopped:
             # the workers have reported their last offsets: commit them, then stop (and
             # leave the group, when this host is leaving for good)
-            channel.send(coordinator.sock, Commit(self.offsets))
-            if self.leaving:
+            if self.leaving:  # the next owner starts where this Redis ends (performed mode too)
+                channel.send(coordinator.sock, Commit({**self.offsets, **self.pushed}))
                 channel.send(coordinator.sock, Leave())
+            else:  # in place: back at the ledger; if this host never returns, at what Sidekiq finished
+                channel.send(coordinator.sock, Commit(self.offsets))
             self.offsets = {}
             self.kill(coordinator, signal.SIGTERM)
             self.coordinator_stopped = True

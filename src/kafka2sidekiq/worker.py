@@ -26,6 +26,7 @@ from .channel import Applied, Assign, Booted, Fatal, Offsets, Quiet, Stats
 from .config import Settings
 from .limiter import Budget, Page
 from .metrics import SNAPSHOT_SECONDS, WorkerStats
+from .performed import Performed
 from .sink import Backoff, Range, RedisUnavailable, Sink, connect
 from .source import DeadLetters, Source, keep_fetch_memory
 
@@ -70,6 +71,11 @@ class Worker:
         self.spent: Callable[[int], None] = lambda payload_bytes: None
         self.on_oom: Callable[[], None] = lambda: None
         self.applied: Callable[[dict[int, int]], None] = lambda released: None  # a plan is in effect
+        # K2S_COMMIT_ON=performed: report() gets what Sidekiq finished, on_pushed() what Redis has
+        self.performed = (Performed(self.sink.client, settings.redis_namespace, settings.topic,
+                                    settings.performed_hold_seconds) if settings.commit_on == "performed" else None)
+        self.on_pushed: Callable[[dict[int, int]], None] = lambda done: None
+        self._collected_at = 0.0
         self._held = False  # partitions paused for the limiter
         self.position: dict[int, int] = {}  # partition -> next offset to read
         self._uncommitted: dict[int, int] = {}
@@ -120,7 +126,13 @@ class Worker:
             committed = self.source.committed(new)
             ledger = self._retry(lambda: self.sink.ledger(new), "read the ledger")
             self.position.update(start_offsets(new, committed, ledger))
+            if self.performed:
+                for p in new:
+                    self.performed.start(p, committed.get(p, -1), self.position[p])
         released = {p: o for p, o in self.position.items() if p not in partitions and o > 0}
+        if self.performed:
+            for p in set(self.position) - set(partitions):
+                self.performed.drop(p)
         self.position = {p: self.position[p] for p in partitions}
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
         if self._held:
@@ -144,6 +156,8 @@ class Worker:
             plan = next_plan()
             if plan is not None:
                 self.applied(self.assign(plan))
+            if self.performed and time.monotonic() - self._collected_at >= self.settings.commit_interval_ms / 1000:
+                self.collect_performed()
             if self.quiet():
                 time.sleep(wait)
                 continue
@@ -161,6 +175,8 @@ class Worker:
                 log.info("pushed %d jobs (%.0f/s), %d rejected", pushed,
                          (pushed - logged_pushed) / (now - logged), sum(stats.rejected.values()))
                 logged, logged_pushed = now, pushed
+        if self.performed:
+            self.collect_performed()  # the latest of what Sidekiq finished, for the last commit
 
     def deliver(self, messages: list, start: int = 0) -> int:
         """Push the batch of ``messages`` from ``start`` that batch_max_bytes allows, and
@@ -169,6 +185,7 @@ class Worker:
         topic, max_bytes = self.settings.topic, self.settings.batch_max_bytes
         batch = self.encoder.encode_batch(topic, messages, time.time_ns() // 1_000_000, start, max_bytes)
         end = batch.end
+        rejected, errors = [i for i, _ in batch.rejects], len(batch.errors)
         for i in batch.errors:
             self._consumer_error(messages[i])
         ranges = [Range(p, first, after) for p, (first, after) in batch.offsets.items()]
@@ -194,7 +211,11 @@ class Worker:
                 self.spent(batch.size)
                 done = {r.partition: r.next for r in ranges}
                 self.position.update(done)
-                self.report(done)
+                if self.performed:
+                    self.performed.pushed(messages, start, end, ranges, rejected, errors)
+                    self.on_pushed(done)
+                else:
+                    self.report(done)
                 return end
             # Fencing: Redis already has some of these offsets (a zombie, or a retry after
             # an ambiguous failure). Keep only what it does not have, and send that (its
@@ -205,6 +226,8 @@ class Worker:
                 ahead = stale.get(r.partition, -1)
                 if ahead >= r.next:  # all of it is in already: read on from the ledger
                     self.position[r.partition] = ahead
+                    if self.performed:
+                        self.performed.skipped(r.partition, ahead)
                     if ahead > r.next:
                         self.source.seek(r.partition, ahead)
             missing = [m for m in messages[start:end]
@@ -215,6 +238,18 @@ class Worker:
         return end
 
     # --- offsets -------------------------------------------------------------------------
+
+    def collect_performed(self) -> None:
+        """K2S_COMMIT_ON=performed: take in what Sidekiq finished; report what moved."""
+        self._collected_at = time.monotonic()
+        try:
+            moved = self.performed.collect()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            log.warning("could not read what Sidekiq finished (the commit waits): %s", exc)
+            return
+        self.stats.performed_expired = self.performed.expired
+        if moved:
+            self.report(moved)
 
     def _commit_on_interval(self, offsets: dict[int, int]) -> None:
         """Standalone mode: commit to Kafka at most every commit_interval_ms. Committing
@@ -292,6 +327,7 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
     budget = Budget(page, settings.limiter_stale_ms / 1000)
     worker.limited, worker.spent, worker.on_oom = budget.exhausted, budget.spend, page.report_oom
     worker.applied = lambda released: channel.send(sock, Applied(generation, released))
+    worker.on_pushed = lambda done: channel.send(sock, Offsets({}, pushed=done))
     try:
         worker.boot()
     except BootError as exc:

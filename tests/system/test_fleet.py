@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from helpers import Bridge, RedisServer, bridge_env, numbered_jobs, queue_jobs, wait_for
+from helpers import REPO, Bridge, RedisServer, bridge_env, numbered_jobs, queue_jobs, wait_for
 
 from kafka2sidekiq._proto.job_pb2 import Job
 
@@ -460,4 +461,99 @@ def test_stop_for_good_moves_partitions_within_5_seconds(fleet, bootstrap, capsy
     assert exited < waves.finished, "host a stopped after the last wave"
     assert taken - exited <= 5.0, f"host b took a's partitions {taken - exited:.1f}s after a exited"
     assert figures["lost"] == 0 and figures["repeated"] == 0, exactly_once(figures)
+    stop_all([b])
+
+
+# --- K2S_COMMIT_ON=performed, with real Sidekiq on each host ------------------------------------
+
+PERFORMED_WORKER_RB = """
+require "sidekiq"
+require "json"
+require ENV.fetch("K2S_PERFORMED_RB")
+
+RESULTS = Redis.new(url: ENV.fetch("RESULTS_URL"))
+
+class NumberedJob
+  include Sidekiq::Worker
+  def perform(key, seq)
+    sleep 0.003  # some work: a backlog forms in the host's Redis
+    RESULTS.rpush("performed", JSON.generate([jid, key, seq, ENV.fetch("HOST_NAME")]))
+  end
+end
+"""
+
+
+class Sidekiq:
+    """A real Sidekiq (Debian's ruby-sidekiq) on one host's Redis, with the middleware."""
+
+    def __init__(self, host: Host, directory: Path, results_url: str) -> None:
+        (directory / "worker.rb").write_text(PERFORMED_WORKER_RB)
+        self.log = directory / "sidekiq.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["sidekiq", "-r", str(directory / "worker.rb"), "-q", "default", "-c", "5"],
+                env={"REDIS_URL": host.redis.url, "RESULTS_URL": results_url, "HOST_NAME": host.name,
+                     "K2S_PERFORMED_RB": str(REPO / "ruby" / "kafka2sidekiq_performed.rb"),
+                     "PATH": "/usr/bin:/bin", "HOME": str(directory)},
+                stdout=out, stderr=subprocess.STDOUT, cwd=directory)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(20)
+
+
+@pytest.mark.skipif(shutil.which("sidekiq") is None, reason="ruby-sidekiq not installed")
+def test_host_lost_in_performed_mode_loses_no_job(fleet, bootstrap, redis_url, redis_client, tmp_path, capsys):
+    # Host a's machine is lost (bridge, Sidekiq and its Redis all gone) while its Sidekiq
+    # has a backlog. With K2S_COMMIT_ON=performed the offsets committed for a's partitions
+    # are those of the first jobs its Sidekiq had not finished, so b pushes every one of
+    # them again: each produced job is performed at least once, and a job performed twice
+    # has the same jid both times (origin jids).
+    a, b = hosts = fleet("host-a", "host-b", commit_on="performed", commit_interval_ms=200)
+    sidekiqs = [Sidekiq(h, tmp_path / h.name, redis_url) for h in hosts]
+    try:
+        a.start(), b.start()
+        wait_split(hosts)
+        produced = numbered_jobs(12_000, keys=KEYS)
+        waves = Waves(bootstrap, fleet.topic, produced, size=500, pause=0.05)
+        performed_by = lambda name: sum(1 for x in redis_client.lrange("performed", 0, -1)
+                                        if json.loads(x)[3] == name)
+        wait_for(lambda: performed_by("host-a") > 1_000 and a.queued() > 500, 60,
+                 "host a's Sidekiq to perform jobs and have a backlog")
+        lost_partitions, backlog = a.owned(), a.queued()
+        killed = time.time()
+        a.kill_tree()
+        sidekiqs[0].kill()
+        a.redis.stop()  # the machine is gone, and its Redis with it
+        taken = wait_for(lambda: assignment_of(b, lost_partitions, after=killed), 60,
+                         f"host b to take partitions {sorted(lost_partitions)}")
+        waves.join()
+        wanted = {tuple(args) for args in args_of(produced)}
+        done = lambda: {(x[1], x[2]) for x in map(json.loads, redis_client.lrange("performed", 0, -1))}
+        deadline, last, still_since = time.monotonic() + 120, -1, time.monotonic()
+        while time.monotonic() < deadline and not wanted <= done() and time.monotonic() - still_since < 20:
+            if redis_client.llen("performed") != last:  # stop waiting once nothing is performed for 20 s
+                last, still_since = redis_client.llen("performed"), time.monotonic()
+            time.sleep(0.5)
+        time.sleep(1.0)
+        missing = len(wanted - done())
+    finally:
+        for s in sidekiqs:
+            s.kill()
+    runs = [json.loads(x) for x in redis_client.lrange("performed", 0, -1)]
+    jids = defaultdict(set)
+    for jid, key, seq, _host in runs:
+        jids[(key, seq)].add(jid)
+    twice = Counter((key, seq) for _, key, seq, _ in runs)
+    repeated = [args for args, n in twice.items() if n > 1]
+    with capsys.disabled():
+        print(f"\nfleet[host lost, performed mode]: produced {len(produced)}, backlog in a's Redis at the kill "
+              f"{backlog}, performed {len(runs)} ({len(repeated)} twice), lost {missing}, kill to b assigned seconds "
+              f"{taken - killed:.2f}", flush=True)
+    assert len(wanted) == len(produced)
+    assert missing == 0, f"{missing} produced jobs were never performed: lost with host a"
+    assert all(len(j) == 1 for j in jids.values()), "a job performed twice with two jids"
+    assert repeated, "nothing was performed twice: a's backlog was not re-pushed (is the scenario real?)"
+    assert len(repeated) <= backlog + 2 * 500, f"{len(repeated)} repeats: more than a's backlog and a batch"
     stop_all([b])

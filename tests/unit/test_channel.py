@@ -10,7 +10,7 @@ from kafka2sidekiq import channel
 from kafka2sidekiq.channel import (Applied, Assign, Assigned, Booted, Commit, Fatal, Leave, Offsets, Quiet, Revoked,
                                    RevokeDone, Stats)
 
-EXAMPLES = [Booted(), Fatal("cannot reach Redis at redis://127.0.0.1:1/0"), Offsets({0: 12, 7: 2**40}),
+EXAMPLES = [Booted(), Fatal("cannot reach Redis at redis://127.0.0.1:1/0"), Offsets({0: 12, 7: 2**40}), Offsets({}, pushed={3: 4}),
             Stats({"pushed": {"default": 3}, "lag": {"1": 4}}), Assigned([0, 1, 2]), Revoked([2]),
             Revoked([5], lost=True), Applied(3, {2: 17}), Assign([0, 2], generation=3, quiet=True), Quiet(),
             Commit({3: 9}, now=True), Leave(), RevokeDone({2: 17})]

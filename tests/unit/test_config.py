@@ -278,3 +278,13 @@ def test_preflight_reports_a_child_that_crashed(monkeypatch):
     monkeypatch.setattr(preflight, "probe", lambda settings, env: os.kill(os.getpid(), signal.SIGABRT))
     with pytest.raises(config.ConfigError, match=r"librdkafka failed while reading the Kafka settings \(signal SIGABRT\)"):
         preflight.check(config.load(env={}), {}, timeout=5.0)
+
+
+def test_performed_mode_gives_origin_jids_unless_told_and_always_the_origin_key():
+    performed = config.load(env={"K2S_COMMIT_ON": "performed"})
+    assert performed.jid_mode == "origin" and performed.encoder_options().add_origin
+    assert config.load(env={"K2S_COMMIT_ON": "performed", "K2S_JID_MODE": "random"}).jid_mode == "random"
+    pushed = config.load(env={})
+    assert pushed.commit_on == "pushed" and pushed.jid_mode == "random" and not pushed.encoder_options().add_origin
+    with pytest.raises(config.ConfigError, match="K2S_COMMIT_ON='done' is not valid"):
+        config.load(env={"K2S_COMMIT_ON": "done"})

@@ -83,6 +83,7 @@ class FakeSink:
         self.ahead: dict[int, int] = {}
         self.failures = 0
         self.conflicts = 0
+        self.client = None  # performed mode reads Sidekiq's acknowledgements through it
 
     def ledger(self, partitions):
         return {p: self.ledger_of.get(p, 0) for p in partitions}
@@ -107,8 +108,8 @@ class FakeSink:
 
 @pytest.fixture
 def make_worker():
-    def make(messages):
-        settings = config.load(env={"K2S_TOPIC": TOPIC, "K2S_ENCODER": "python", "K2S_RETRY_MAX_SECONDS": "1"})
+    def make(messages, **env):
+        settings = config.load(env={"K2S_TOPIC": TOPIC, "K2S_ENCODER": "python", "K2S_RETRY_MAX_SECONDS": "1", **env})
         reports: list[dict[int, int]] = []
         worker = Worker(settings, report=reports.append, source=FakeSource(messages), dead=FakeDead(),
                         sink=FakeSink())
@@ -203,3 +204,25 @@ def test_each_plan_is_acknowledged_once_it_is_in_effect(make_worker):
     worker.run([0, 1], next_plan=lambda: plans.pop(0))
     assert applied == [{}, {0: 3}]
     assert worker.sink.jobs == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_performed_mode_commits_what_sidekiq_finished(make_worker):
+    """K2S_COMMIT_ON=performed: a batch in Redis is reported as pushed, not to commit; the
+    offset to commit moves as Sidekiq's acknowledgements come in (any order)."""
+    from test_performed import FakeRedis
+
+    messages = [message(0, o) for o in range(4)]
+    worker = make_worker(messages, K2S_COMMIT_ON="performed")
+    worker.sink.client = worker.performed.client = FakeRedis()
+    pushed = []
+    worker.on_pushed = pushed.append
+    worker.assign([0])
+    worker.deliver(messages)
+    assert pushed == [{0: 4}] and worker.reports == []
+    worker.sink.client.ack(0, 1, 0, 3)
+    worker.collect_performed()
+    assert worker.reports == [{0: 2}]
+    worker.sink.client.ack(0, 2)
+    worker.collect_performed()
+    assert worker.reports == [{0: 2}, {0: 4}]
+    assert worker.assign([]) == {0: 4} and worker.performed.windows == {}
