@@ -36,7 +36,7 @@ class _Message(msgspec.Struct, frozen=True, tag_field="kind"):
 # --- from a child to the supervisor ---------------------------------------------------------
 
 class Booted(_Message, tag="booted"):
-    """A worker reached Redis and Kafka; the coordinator subscribed."""
+    """A worker reached Redis and Kafka; the coordinator joined the group."""
 
 
 class Fatal(_Message, tag="fatal"):

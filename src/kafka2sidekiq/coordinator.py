@@ -7,6 +7,15 @@ supervisor, and the coordinator commits them: on an interval, when partitions ar
 revoked, and at shutdown. A consumer outside the group could not commit for a group
 that has a live member (UNKNOWN_MEMBER_ID), which is why commits go through here.
 
+Either group protocol works: the classic one (cooperative-sticky, the default) or
+KIP-848's (K2S_KAFKA_GROUP_PROTOCOL=consumer: the broker assigns, incrementally, and owns
+the session timeout, so the settings librdkafka refuses with it are not sent).
+
+A fatal error of the group member (another member holds this group.instance.id: a second
+host with the same K2S_INSTANCE_ID, or under KIP-848 this host's previous coordinator,
+SIGKILLed, until its session expires) ends the coordinator with exits.UNAVAILABLE: the
+supervisor starts it again with back-off, for as long as the cause lasts.
+
 At shutdown it stays in the group (a static member: restarted in place, the host gets
 its partitions back with no rebalance), unless the host is leaving for good
 (K2S_LEAVE_ON_STOP, or SIGUSR1 to the supervisor): then, after its last commit, it
@@ -19,10 +28,10 @@ import logging
 import socket as _socket
 from typing import Callable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from . import channel, exits
-from .channel import Assigned, Booted, Commit, Leave, Revoked, RevokeDone
+from .channel import Assigned, Booted, Commit, Fatal, Leave, Revoked, RevokeDone
 from .leave import leave_group
 from .config import Settings
 from .source import MANUAL_OFFSETS
@@ -38,16 +47,19 @@ def instance_id(settings: Settings) -> str:
     return settings.instance_id or _socket.gethostname()
 
 
+def kip848(settings: Settings) -> bool:
+    """The group protocol of KIP-848 (group.protocol=consumer), not the classic one."""
+    return str(settings.kafka.get("group.protocol", "classic")).lower() == "consumer"
+
+
 def consumer_config(settings: Settings) -> dict:
-    return settings.kafka_config("kafka2sidekiq-coordinator", {
-        "group.id": settings.group_id,
-        "group.instance.id": instance_id(settings),
-        "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": settings.session_timeout_ms,
-        "heartbeat.interval.ms": min(HEARTBEAT_MS, settings.session_timeout_ms // 3),
-        **MANUAL_OFFSETS,
-        "topic.metadata.refresh.interval.ms": 10_000,  # partitions added to the topic
-    })
+    role = {"group.id": settings.group_id, "group.instance.id": instance_id(settings),
+            **MANUAL_OFFSETS, "topic.metadata.refresh.interval.ms": 10_000}  # partitions added to the topic
+    if not kip848(settings):  # with KIP-848 the broker assigns and owns the session timeout
+        role.update({"partition.assignment.strategy": "cooperative-sticky",
+                     "session.timeout.ms": settings.session_timeout_ms,
+                     "heartbeat.interval.ms": min(HEARTBEAT_MS, settings.session_timeout_ms // 3)})
+    return settings.kafka_config("kafka2sidekiq-coordinator", role)
 
 
 class Coordinator:
@@ -60,24 +72,48 @@ class Coordinator:
         self.pending: dict[int, int] = {}  # offsets reported, not yet committed
         self.config = consumer_config(settings)
         self.group = settings.group_id
-        config = self.config
-        # incremental (cooperative) or eager rebalancing follows from the strategy in use
-        self.cooperative = "cooperative" in config["partition.assignment.strategy"]
-        self.consumer = Consumer(config)
+        self.fatal: KafkaError | None = None
+        self.joined = False
+        # incremental (cooperative, or KIP-848) or eager rebalancing follows from the protocol
+        self.cooperative = kip848(settings) or "cooperative" in self.config["partition.assignment.strategy"]
+        self.consumer = Consumer({**self.config, "error_cb": self._on_error})
 
-    def run(self) -> None:
+    def run(self) -> int:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        channel.send(self.sock, Booted())
-        while not self.should_stop():
-            self.consumer.poll(0.2)  # serves the group; paused partitions yield nothing
+        while not self.should_stop() and self.fatal is None:
+            event = self.consumer.poll(0.2)  # serves the group; paused partitions yield nothing
+            if event is not None and event.error() is not None:
+                self._on_error(event.error())
             self._read(0)
             self.beat()
+        if self.fatal is not None:
+            return self._give_up(self.fatal)
         self._read(0)
         self._commit(wait=True)
         self.consumer.close()
         if self.leave:
             leave_group(self.config, self.group, self.config["group.instance.id"])
+        return exits.OK
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._FATAL:  # a consumer's is the _FATAL event
+            self.fatal = error
+        else:
+            log.warning("kafka: %s", error)
+
+    def _give_up(self, error: KafkaError) -> int:
+        """A fatal error: this member is finished. Say why, and let the supervisor start a
+        new coordinator later (with back-off): the cause is another member, and passes."""
+        same_id = (error.code() in (KafkaError.UNRELEASED_INSTANCE_ID, KafkaError.FENCED_INSTANCE_ID)
+                   or "instance ID" in error.str())
+        reason = (f"another member of group {self.group!r} holds group.instance.id "
+                  f"{self.config['group.instance.id']!r} (K2S_INSTANCE_ID; this host's previous coordinator "
+                  f"until its session expires, or another host with the same id): {error.str()}"
+                  if same_id else f"the group member failed: {error.str()}")
+        channel.send(self.sock, Fatal(reason))  # the supervisor logs it
+        self.consumer.close()  # a fatal member leaves no offsets to commit
+        return exits.UNAVAILABLE
 
     # --- the supervisor's messages -----------------------------------------------------
 
@@ -114,6 +150,9 @@ class Coordinator:
         else:
             consumer.assign(partitions)
         consumer.pause(partitions)  # the workers read them, not us
+        if not self.joined:  # booted: a member of the group
+            self.joined = True
+            channel.send(self.sock, Booted())
         self.owned |= {tp.partition for tp in partitions}
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
         channel.send(self.sock, Assigned(sorted(self.owned)))
@@ -149,5 +188,4 @@ class Coordinator:
 
 def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool]) -> int:
     """The coordinator child of the supervisor; returns the exit code."""
-    Coordinator(settings, sock, beat, should_stop).run()
-    return exits.OK
+    return Coordinator(settings, sock, beat, should_stop).run()

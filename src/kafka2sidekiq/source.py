@@ -77,7 +77,9 @@ def consumer_config(settings: Settings) -> dict:
 
 
 def producer_config(settings: Settings, client_id: str = "kafka2sidekiq-dlq") -> dict:
-    return settings.kafka_config(client_id, {"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    config = settings.kafka_config(client_id, {"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    config.pop("group.protocol", None)  # a consumer's setting; a producer warns about it
+    return config
 
 
 class Source:

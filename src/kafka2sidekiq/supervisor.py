@@ -58,7 +58,7 @@ class Child:
     pid: int
     sock: object
     started: float = field(default_factory=time.monotonic)
-    booted: bool = False      # a worker reached Redis and Kafka; the coordinator subscribed
+    booted: bool = False      # a worker reached Redis and Kafka; the coordinator joined the group
     sent: int | None = None   # the signal the supervisor sent it, if any
 
     @property
@@ -284,6 +284,12 @@ class Supervisor:
                 self.handover.waiting.pop(child.slot, None)
             code = os.waitstatus_to_exitcode(status)
             self.on_exit(child, code)
+            if child.slot == COORDINATOR and not self.stopping and self.owned:
+                # This host is no group member now, and the group may give its partitions to
+                # another host: stop reading them until the next coordinator has joined.
+                log.warning("supervisor: the workers stop reading until a coordinator has joined the group again")
+                self.owned, self.handover = set(), None
+                self.replan()
             if child.slot != COORDINATOR:
                 self.metrics.exited(child.slot, restarted=child.slot in self.respawn_at)
 
@@ -294,14 +300,15 @@ class Supervisor:
         failures of the child's own (it reported a fatal boot error, or died of an error
         before it booted, or hung at boot until the supervisor killed it). A child killed
         by a signal the supervisor did not send (an operator, the OOM killer) and one
-        that found Kafka or Redis unreachable (exits.UNAVAILABLE) is started again with
+        that found Kafka or Redis unreachable, or its group.instance.id held by another
+        member (exits.UNAVAILABLE, before or after it booted), is started again with
         back-off for as long as it takes: the cause is outside, and may pass."""
         how = f"exit {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         if self.stopping or (child.slot != COORDINATOR and child.slot >= self.workers):
             log.info("supervisor: %s (pid %d) stopped: %s", child.role, child.pid, how)
             return
         cause = self.last_error.pop(child.slot, "")
-        if child.booted or code == exits.OK:
+        if (child.booted and code != exits.UNAVAILABLE) or code == exits.OK:
             self.unbooted.pop(child.slot, None)
             delay = 0.0
         else:
@@ -433,7 +440,7 @@ class Supervisor:
     def forward_offsets(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         coordinator = self.children.get(COORDINATOR)
-        if (coordinator and self.offsets
+        if (coordinator and coordinator.booted and self.offsets  # booted: joined, owns what it commits
                 and now - self.committed_at >= self.settings.commit_interval_ms / 1000):
             if channel.send(coordinator.sock, Commit(self.offsets, now=True)):
                 self.offsets = {}

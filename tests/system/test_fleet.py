@@ -557,3 +557,42 @@ def test_host_lost_in_performed_mode_loses_no_job(fleet, bootstrap, redis_url, r
     assert repeated, "nothing was performed twice: a's backlog was not re-pushed (is the scenario real?)"
     assert len(repeated) <= backlog + 2 * 500, f"{len(repeated)} repeats: more than a's backlog and a batch"
     stop_all([b])
+
+
+# --- KIP-848: the consumer group protocol ---------------------------------------------------------
+
+def test_kip848_handover_and_a_coordinator_killed(fleet, bootstrap, capsys):
+    # K2S_KAFKA_GROUP_PROTOCOL=consumer: the broker assigns (incrementally) and owns the
+    # session timeout. Host b joins mid-stream: a hands partitions over exactly, as under
+    # the classic protocol. Then a's coordinator is SIGKILLed: its successor is refused
+    # (UNRELEASED_INSTANCE_ID) until the dead member's session expires, and must neither
+    # crash-loop nor make a's supervisor give up; a's workers stop reading meanwhile.
+    a, b = hosts = fleet("host-a", "host-b", kafka_group_protocol="consumer")
+    a.start()
+    wait_for(lambda: a.owned() == set(range(PARTITIONS)), 60, "host a to own every partition")
+    produced = numbered_jobs(90_000, keys=KEYS)
+    waves = Waves(bootstrap, fleet.topic, produced, size=300, pause=0.03)
+    wait_for(lambda: a.queued() > 5_000, 60, "host a to push jobs")
+    joined = time.time()
+    b.start()
+    wait_split(hosts)
+    handover = [(when, kind, sorted(p)) for when, kind, p in a.events() if when >= joined]
+    figures = count(hosts, produced[:waves.sent])  # what had been produced when the split was done
+    assert figures["repeated"] == 0, "handover under KIP-848: " + exactly_once(figures)
+    pid = int(re.findall(r"started coordinator \(pid (\d+)\)", a.bridge.output())[-1])
+    killed = time.time()
+    psutil.Process(pid).kill()
+    back = wait_for(lambda: [when for when, kind, _ in a.events() if kind == "assigned" and when > killed], 60,
+                    "a new coordinator of host a to join the group")[0]
+    waves.join()
+    settle(hosts, len(produced), 90)
+    figures = count(hosts, produced)
+    out = a.bridge.output()
+    refused = len(re.findall(r"coordinator \(pid \d+\) died: exit 75", out))
+    report(capsys, "KIP-848", figures, handover=handover, kill_to_rejoined_seconds=round(back - killed, 2),
+           successors_refused=refused)
+    assert a.bridge.proc.poll() is None, f"host a's supervisor exited:\n{out[-3000:]}"
+    assert "giving up" not in out and "Traceback" not in out, out[-3000:]
+    assert killed < waves.finished, "the coordinator was killed after the last wave"
+    assert figures["lost"] == 0, exactly_once(figures)
+    stop_all(hosts)

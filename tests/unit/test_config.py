@@ -288,3 +288,14 @@ def test_performed_mode_gives_origin_jids_unless_told_and_always_the_origin_key(
     assert pushed.commit_on == "pushed" and pushed.jid_mode == "random" and not pushed.encoder_options().add_origin
     with pytest.raises(config.ConfigError, match="K2S_COMMIT_ON='done' is not valid"):
         config.load(env={"K2S_COMMIT_ON": "done"})
+
+
+def test_kip848_coordinator_sends_nothing_librdkafka_refuses_with_it():
+    from kafka2sidekiq.coordinator import consumer_config
+
+    classic = consumer_config(config.load(env={}))
+    assert classic["partition.assignment.strategy"] == "cooperative-sticky" and "session.timeout.ms" in classic
+    kip848 = consumer_config(config.load(env={"K2S_KAFKA_GROUP_PROTOCOL": "consumer"}))
+    assert kip848["group.protocol"] == "consumer" and kip848["group.instance.id"]
+    refused = {"partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"}
+    assert not refused & set(kip848)

@@ -114,3 +114,25 @@ def test_lost_partitions_are_neither_waited_for_nor_committed(host):
     tell(sup, ends, COORDINATOR, Revoked([0, 1], lost=True))
     assert sup.handover is None and ends.received(COORDINATOR) == []
     assert sup.owned == {2, 3} and not ({0, 1} & set(sup.offsets))
+
+
+def test_without_a_coordinator_the_workers_stop_reading_until_one_has_joined(host, monkeypatch):
+    """The host is no group member while its coordinator is dead (under KIP-848 for up to a
+    session timeout): the group may give its partitions to another host meanwhile."""
+    sup, ends = host
+    tell(sup, ends, 0, Offsets({0: 5}))
+    exited = iter([(sup.children[COORDINATOR].pid, 9)])  # SIGKILL
+    monkeypatch.setattr(sup_module.os, "waitpid", lambda pid, flags: next(exited, (0, 0)))
+    sup.reap()
+    assert sup.owned == set() and sup.plan == {0: [], 1: []}
+    assert all(m.partitions == [] for slot in (0, 1) for m in ends.received(slot))
+    parent, child = channel.pair()
+    sup.children[COORDINATOR] = Child(COORDINATOR, 999, parent)  # respawned, not joined yet
+    ends.of[COORDINATOR].close()
+    ends.of[COORDINATOR] = child
+    sup.forward_offsets(now=sup.committed_at + 60)
+    assert ends.received(COORDINATOR) == [] and sup.offsets == {0: 5}  # nothing to commit them with
+    tell(sup, ends, COORDINATOR, channel.Booted(), channel.Assigned([0, 1, 2, 3]))
+    assert sup.owned == {0, 1, 2, 3}
+    sup.forward_offsets(now=sup.committed_at + 60)
+    assert ends.received(COORDINATOR) == [channel.Commit({0: 5}, now=True)]

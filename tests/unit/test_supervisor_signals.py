@@ -125,3 +125,15 @@ def test_usr1_or_leave_on_stop_makes_the_coordinator_leave_the_group():
 
 def test_a_plain_stop_stays_in_the_group():
     assert stop_messages({}, signal.SIGTERM) == ["Commit"]
+
+
+def test_a_child_held_off_by_an_outside_cause_after_boot_backs_off(supervisor):
+    """Exit 75 after boot (e.g. a coordinator whose group.instance.id another member still
+    holds): started again with growing back-off, never charged to the crash budget."""
+    from kafka2sidekiq.supervisor import COORDINATOR
+
+    delays = []
+    for _ in range(4):
+        supervisor.on_exit(Child(COORDINATOR, 1234, None, booted=True), exits.UNAVAILABLE)
+        delays.append(round(supervisor.respawn_at[COORDINATOR] - time.monotonic(), 1))
+    assert delays == [0.5, 1.0, 2.0, 4.0] and supervisor.failures == {} and not supervisor.gave_up
