@@ -23,8 +23,9 @@ require "sidekiq"
 module Kafka2Sidekiq
   class Performed
     def call(_worker, job, _queue)
-      yield
+      result = yield
       acknowledge(job)
+      result
     rescue Sidekiq::Shutdown
       raise
     rescue Exception # rubocop:disable Lint/RescueException - re-raised: Sidekiq's retry decides
