@@ -557,13 +557,14 @@ def committed(bootstrap: str, topic: str, partitions: set[int]) -> dict[int, int
 def test_host_lost_in_performed_mode_loses_no_job(fleet, bootstrap, capsys):
     # Host a's machine is lost (bridge, Sidekiq and its Redis all gone) while its Sidekiq
     # has a backlog. With K2S_COMMIT_ON=performed the offsets committed for a's partitions
-    # are those of the first jobs its Sidekiq had not finished, so b pushes every one of
-    # them again: each produced job is performed at least once; a job performed twice has
-    # the same jid both times (origin jids), and only jobs a performed after its last
+    # are those of the first jobs its Sidekiq had not finished, so b and c push every one
+    # of them again: each produced job is performed at least once; a job performed twice
+    # has the same jid both times (origin jids), and only jobs a performed after its last
     # commit are performed twice.
-    a, b = hosts = fleet("host-a", "host-b", commit_on="performed", commit_interval_ms=200,
-                         perform_seconds=0.003)  # some work: a backlog forms in each Redis
-    a.start(), b.start()
+    a, b, c = hosts = fleet("host-a", "host-b", "host-c", commit_on="performed", commit_interval_ms=200,
+                            perform_seconds=0.003)  # some work: a backlog forms in each Redis
+    for host in hosts:
+        host.start()
     wait_split(hosts)
     produced = numbered_jobs(12_000, keys=KEYS)
     waves = Waves(bootstrap, fleet.topic, produced, size=500, pause=0.05)
@@ -575,20 +576,21 @@ def test_host_lost_in_performed_mode_loses_no_job(fleet, bootstrap, capsys):
     a.sidekiq.kill()
     a.redis.stop()  # the machine is gone, and its Redis with it
     at_kill = committed(bootstrap, fleet.topic, lost_partitions)  # b cannot commit them for a while
-    taken = wait_for(lambda: assignment_of(b, lost_partitions, after=killed), 60,
-                     f"host b to take partitions {sorted(lost_partitions)}")
+    survivors = [b, c]
+    wait_split(survivors)
+    taken = max(assignment_of(h, h.owned() & lost_partitions, after=killed) or killed for h in survivors)
     waves.join()
     settle(hosts, len(produced), 120)
     figures = count(hosts, produced)
     where = {args: waves.where[value] for args, (_, value) in zip(args_of(produced), produced)}
     before_commit = [job for job in figures["examples_all"] if where[job][1] < at_kill[where[job][0]]]
     report(capsys, "host lost, performed mode", figures, backlog_in_a_at_the_kill=backlog,
-           kill_to_b_assigned_seconds=round(taken - killed, 2))
+           kill_to_all_assigned_seconds=round(taken - killed, 2))
     assert figures["lost"] == 0, exactly_once(figures)
     assert figures["repeated_with_another_jid"] == 0, "a job performed twice with two jids"
     assert figures["repeated"], "nothing was performed twice: a's backlog was not re-pushed (is the scenario real?)"
     assert not before_commit, f"{len(before_commit)} jobs below a's committed offsets performed twice"
-    stop_all([b])
+    stop_all(survivors)
 
 
 # --- KIP-848: the consumer group protocol ---------------------------------------------------------
