@@ -1,7 +1,7 @@
 """A worker: moves the jobs of its partitions from Kafka into Redis, exactly once.
 
-The hot loop, per batch: consume up to batch_size messages (waiting at most
-batch_wait_ms) -> encode them -> send the rejected ones to the dead-letter topic and
+The hot loop, per batch: take what has arrived, up to batch_size messages (waiting up
+to batch_wait_ms only when nothing has) -> encode them -> send the rejected ones to the dead-letter topic and
 wait until Kafka has them -> one Redis script call pushes the jobs and moves the offset
 ledger, fenced -> report the offsets. Nothing is skipped on a fault: a failed Redis push
 or dead-letter send is retried with capped back-off until it succeeds or the worker is
