@@ -72,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
     _job_flags(produce)
     _settings_flags(produce)
 
+    sub.add_parser("proto", help="print the path of the installed job.proto (for other languages' producers)")
+
     dlq = sub.add_parser("dlq", help="list the dead-letter topic, or replay chosen messages")
     actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="print the dead letters that match the filters")
@@ -247,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser().print_help()
         return EXIT_USAGE
+    if args.command == "proto":
+        from . import proto_path
+        print(proto_path())
+        return EXIT_OK
     try:
         settings = _configure(args)
     except config.ConfigError as exc:

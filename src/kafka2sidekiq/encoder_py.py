@@ -4,7 +4,7 @@ This module is the specification of record. The compiled encoder (``_encoder``) 
 produce byte-identical output and the same rejections for every input; the differential
 tests hold it to that. Keep this one readable: speed lives in the other.
 
-A message value is a ``kafka2sidekiq.v1.Job`` (proto/kafka2sidekiq/v1/job.proto). It is
+A message value is a ``kafka2sidekiq.v1.Job`` (src/kafka2sidekiq/proto/kafka2sidekiq/v1/job.proto). It is
 read here with a small wire-format reader rather than the protobuf library so that the
 rules for malformed input are ours, explicit, and the same in both twins:
 

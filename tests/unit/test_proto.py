@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(shutil.which("protoc") is None, reason="protoc (protobuf-compiler) not installed")
 def test_committed_bindings_match_the_schema(tmp_path):
-    subprocess.run(["protoc", f"-I{REPO / 'proto'}", f"--python_out={tmp_path}",
+    subprocess.run(["protoc", f"-I{REPO / 'src' / 'kafka2sidekiq' / 'proto'}", f"--python_out={tmp_path}",
                     "kafka2sidekiq/v1/job.proto"], check=True, cwd=REPO)
     fresh = (tmp_path / "kafka2sidekiq" / "v1" / "job_pb2.py").read_text()
     committed = (REPO / "src" / "kafka2sidekiq" / "_proto" / "job_pb2.py").read_text()
