@@ -231,7 +231,9 @@ def assignment_of(host: Host, partitions: set[int], after: float = 0.0) -> float
 class Waves:
     """Produce the jobs from a thread while the hosts run, ``size`` at a time with a short
     pause between waves, each wave acknowledged by Kafka before the next: a steady stream,
-    so that whenever a rebalance or a kill comes, the workers hold a batch in flight."""
+    so that whenever a rebalance or a kill comes, the workers hold a batch in flight. The
+    last wave waits for join(): jobs always arrive after the scenario's disruption, however
+    fast this machine produces."""
 
     def __init__(self, bootstrap: str, topic: str, jobs: list[tuple[bytes, bytes]], size: int = 300,
                  pause: float = 0.02) -> None:
@@ -242,6 +244,7 @@ class Waves:
         self.started = time.time()
         self.finished = float("inf")  # wall-clock time the last wave was acknowledged
         self.failures: list[BaseException] = []
+        self.last_wave = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -252,6 +255,8 @@ class Waves:
             for n, wave in enumerate(self.waves):
                 if n:
                     time.sleep(self.pause)
+                if n == len(self.waves) - 1 and n:
+                    self.last_wave.wait(120)
                 for key, value in wave:
                     while True:
                         try:
@@ -274,6 +279,7 @@ class Waves:
         return delivered
 
     def join(self, timeout: float = 120) -> None:
+        self.last_wave.set()
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"producing took over {timeout}s"
         assert not self.failures, self.failures
@@ -616,9 +622,9 @@ def test_kip848_handover_and_a_coordinator_killed(fleet, bootstrap, capsys):
     pid = int(re.findall(r"started coordinator \(pid (\d+)\)", a.bridge.output())[-1])
     killed = time.time()
     psutil.Process(pid).kill()
+    waves.join()  # the last wave arrives while host a has no coordinator
     back = wait_for(lambda: [when for when, kind, _ in a.events() if kind == "assigned" and when > killed], 60,
                     "a new coordinator of host a to join the group")[0]
-    waves.join()
     settle(hosts, len(produced), 90)
     figures = count(hosts, produced)
     out = a.bridge.output()
