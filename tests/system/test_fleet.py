@@ -515,13 +515,14 @@ def test_host_crash_pushed_mode(fleet, bootstrap, capsys):
     stop_all([b])
 
 
-@pytest.mark.parametrize("how", ["K2S_LEAVE_ON_STOP", "SIGUSR1"])
-def test_stop_for_good_moves_partitions_within_5_seconds(fleet, bootstrap, capsys, how):
+@pytest.mark.parametrize("how, protocol", [("K2S_LEAVE_ON_STOP", "classic"), ("SIGUSR1", "classic"),
+                                           ("SIGUSR1", "consumer")])
+def test_stop_for_good_moves_partitions_within_5_seconds(fleet, bootstrap, capsys, how, protocol):
     # Host a is taken out of the fleet for good (K2S_LEAVE_ON_STOP=true and a SIGTERM, or
     # a SIGUSR1): it hands its partitions over (committing exactly what its Redis holds)
     # and leaves the group, so b takes them at once instead of after the session timeout
-    # (30 s, the default).
-    a, b = hosts = fleet("host-a", "host-b", session_timeout_ms=30000)
+    # (30 s, the default; under KIP-848 the test broker's 10 s).
+    a, b = hosts = fleet("host-a", "host-b", session_timeout_ms=30000, kafka_group_protocol=protocol)
     if how == "K2S_LEAVE_ON_STOP":
         a.env["K2S_LEAVE_ON_STOP"] = "true"
     produced, waves = two_hosts_busy(hosts, bootstrap, fleet.topic)
@@ -539,7 +540,7 @@ def test_stop_for_good_moves_partitions_within_5_seconds(fleet, bootstrap, capsy
     waves.join()
     settle(hosts, len(produced), 90)
     figures = count(hosts, produced)
-    report(capsys, f"stop for good, {how}", figures, jobs_per_second=waves.rate(),
+    report(capsys, f"stop for good, {how}, {protocol} protocol", figures, jobs_per_second=waves.rate(),
            sigterm_to_exit_seconds=round(exited - told, 2), exit_to_b_assigned_seconds=round(taken - exited, 2))
     assert exited < waves.finished, "host a stopped after the last wave"
     assert taken - exited <= 5.0, f"host b took a's partitions {taken - exited:.1f}s after a exited"
