@@ -4,10 +4,10 @@ one line each, what the bridge would meet. Exit 0 when nothing is wrong, 1 other
 Checks: the topic and its partitions, the dead-letter topic; Redis version,
 maxmemory and maxmemory-policy; the Sidekiq processes seen in Redis (their heartbeats),
 the queues they listen to, and whether their versions read the configured timestamp
-format; the consumer group: its members and which partitions this host owns now
-(its keys' home, with one Redis per host); then what the bridge would do: where it would start (the larger of the group's
-committed offset and the ledger, as a worker does), how many messages wait, which
-encoder and timestamps it would use.
+format; the consumer group: its members and which partitions this host owns now (its
+keys' home, with one Redis per host); then what the bridge would do: where it would
+start (the larger of the group's committed offset and the ledger, as a worker does),
+how many messages wait, which encoder and timestamps it would use.
 """
 
 from __future__ import annotations

@@ -357,11 +357,14 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
     env = os.environ if env is None else env
     flags = flags or {}
     values: dict[str, Any] = {}
+    given = set()  # the settings not left at their default
     for s in SETTINGS:
         if s.name in flags and flags[s.name] is not None:
             raw, source = flags[s.name], s.flag
+            given.add(s.name)
         elif s.env in env:
             raw, source = env[s.env], s.env
+            given.add(s.name)
         else:
             raw, source = s.default, f"the default of {s.env}"
         try:
@@ -372,7 +375,6 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
             raise ConfigError(f"{source}={shown!r} is not valid: {reason}") from None
     values["kafka"] = {_kafka_key(k): v for k, v in env.items()
                        if k.startswith(KAFKA_PASSTHROUGH) and not _not_a_setting(k)}
-    given = {s.name for s in SETTINGS if flags.get(s.name) is not None or s.env in env}
     if values["commit_on"] == "performed" and "jid_mode" not in given:
         values["jid_mode"] = "origin"  # a job pushed again after a host died carries the same jid
     settings = Settings(**values)

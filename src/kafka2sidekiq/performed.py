@@ -21,9 +21,9 @@ ACK_PREFIX = "k2s:performed"
 PENDING = b"\x01"
 
 
-def ack_key(namespace: str, topic: str, partition: int) -> str:
-    key = f"{ACK_PREFIX}:{topic}:{partition}"
-    return f"{namespace}:{key}" if namespace else key
+def ack_key(prefix: str, topic: str, partition: int) -> str:
+    """``prefix``: the namespace's, as Sink.prefix has it ("" or "<namespace>:")."""
+    return f"{prefix}{ACK_PREFIX}:{topic}:{partition}"
 
 
 class Window:
@@ -80,8 +80,8 @@ class Window:
 class Performed:
     """The windows of one worker's partitions, and the acknowledgements it takes in."""
 
-    def __init__(self, client, namespace: str, topic: str, hold_seconds: float) -> None:
-        self.client, self.namespace, self.topic = client, namespace, topic
+    def __init__(self, client, prefix: str, topic: str, hold_seconds: float) -> None:
+        self.client, self.prefix, self.topic = client, prefix, topic
         self.hold = hold_seconds
         self.windows: dict[int, Window] = {}
         self.expired = 0
@@ -133,7 +133,7 @@ class Performed:
             return {}
         pipe = self.client.pipeline(transaction=True)
         for p in partitions:
-            key = ack_key(self.namespace, self.topic, p)
+            key = ack_key(self.prefix, self.topic, p)
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
         replies = pipe.execute()

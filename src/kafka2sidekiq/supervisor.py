@@ -106,7 +106,7 @@ class Supervisor:
         self.sent_plan: dict[int, list[int]] = {}
         self.handover: Handover | None = None
         self.offsets: dict[int, int] = {}          # reported by workers, not yet committed
-        self.pushed: dict[int, int] = {}           # where this host's Redis has each partition up to
+        self.pushed: dict[int, int] = {}           # performed mode: where this host's Redis ends, per partition
         self.signals: list[int] = []
         self.stopping: str | None = None           # "graceful" or "fast"
         self.leaving = settings.leave_on_stop      # at the end, leave the group for good
@@ -368,7 +368,8 @@ class Supervisor:
         for message in channel.receive(child.sock):
             if isinstance(message, Offsets):
                 self.offsets.update(message.offsets)
-                self.pushed.update(message.offsets if message.pushed is None else message.pushed)
+                if message.pushed is not None:  # performed mode: commits lag what Redis holds
+                    self.pushed.update(message.pushed)
             elif isinstance(message, Applied):
                 self.offsets.update(message.released)
                 if self.handover and self.handover.waiting.get(child.slot, message.generation) <= message.generation:
@@ -399,8 +400,7 @@ class Supervisor:
         self.owned -= gone
         self.replan()
         if lost:
-            self.offsets = {p: o for p, o in self.offsets.items() if p not in gone}
-            self.pushed = {p: o for p, o in self.pushed.items() if p not in gone}
+            self.forget(gone)
         else:
             self.handover = Handover(gone, {slot: self.generation for slot in readers},
                                      time.monotonic() + HANDOVER_SECONDS)
@@ -420,9 +420,13 @@ class Supervisor:
         handed = {p: o for p, o in self.offsets.items() if p in handover.partitions}
         if coordinator:
             channel.send(coordinator.sock, RevokeDone(handed))
-        self.offsets = {p: o for p, o in self.offsets.items() if p not in handover.partitions}
-        self.pushed = {p: o for p, o in self.pushed.items() if p not in handover.partitions}
+        self.forget(handover.partitions)
         self.handover = None
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is known of partitions no longer this host's."""
+        self.offsets = {p: o for p, o in self.offsets.items() if p not in partitions}
+        self.pushed = {p: o for p, o in self.pushed.items() if p not in partitions}
 
     def replan(self) -> None:
         self.plan = plan(self.owned, self.workers, self.plan)

@@ -72,7 +72,7 @@ class Worker:
         self.on_oom: Callable[[], None] = lambda: None
         self.applied: Callable[[dict[int, int]], None] = lambda released: None  # a plan is in effect
         # K2S_COMMIT_ON=performed: report() gets what Sidekiq finished, on_pushed() what Redis has
-        self.performed = (Performed(self.sink.client, settings.redis_namespace, settings.topic,
+        self.performed = (Performed(self.sink.client, self.sink.prefix, settings.topic,
                                     settings.performed_hold_seconds) if settings.commit_on == "performed" else None)
         self.on_pushed: Callable[[dict[int, int]], None] = lambda done: None
         self._collected_at = 0.0
@@ -185,7 +185,8 @@ class Worker:
         topic, max_bytes = self.settings.topic, self.settings.batch_max_bytes
         batch = self.encoder.encode_batch(topic, messages, time.time_ns() // 1_000_000, start, max_bytes)
         end = batch.end
-        rejected, errors = [i for i, _ in batch.rejects], len(batch.errors)
+        if self.performed:  # the first encoding's: a fenced retry re-encodes fewer messages
+            rejected, errors = [i for i, _ in batch.rejects], len(batch.errors)
         for i in batch.errors:
             self._consumer_error(messages[i])
         ranges = [Range(p, first, after) for p, (first, after) in batch.offsets.items()]

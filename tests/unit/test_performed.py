@@ -31,8 +31,8 @@ class FakeRedis:
     def pipeline(self, transaction=True):
         return FakePipeline(self.lists)
 
-    def ack(self, partition: int, *offsets: int, namespace: str = "") -> None:
-        self.lists.setdefault(ack_key(namespace, "jobs", partition), []).extend(str(o).encode() for o in offsets)
+    def ack(self, partition: int, *offsets: int, prefix: str = "") -> None:
+        self.lists.setdefault(ack_key(prefix, "jobs", partition), []).extend(str(o).encode() for o in offsets)
 
 
 def message(partition: int, offset: int) -> Message:
@@ -84,9 +84,9 @@ def test_dead_letters_and_gaps_are_no_jobs_to_wait_for():
 def test_jobs_pushed_before_a_restart_wait_until_acknowledged_or_the_bound():
     """A worker taking a partition at the ledger (40) while Kafka has 30 committed: the
     jobs 30-39 went in before, maybe still queued. It waits for them, as long as the bound."""
-    p = Performed(FakeRedis(), "ns", "jobs", hold_seconds=60)
+    p = Performed(FakeRedis(), "ns:", "jobs", hold_seconds=60)
     p.start(2, committed=30, position=40, now=0.0)
-    p.client.ack(2, *range(30, 35), namespace="ns")
+    p.client.ack(2, *range(30, 35), prefix="ns:")
     assert p.collect(now=1.0) == {2: 35}
     assert p.collect(now=61.0) == {2: 40} and p.expired == 5
 
@@ -96,4 +96,4 @@ def test_the_acknowledgement_key_is_what_the_ruby_middleware_writes():
     ruby = (Path(__file__).parents[2] / "ruby" / "kafka2sidekiq_performed.rb").read_text()
     assert 'rpush("k2s:performed:#{topic}:#{partition}", offset)' in ruby
     assert ack_key("", "orders", 7) == "k2s:performed:orders:7"
-    assert ack_key("app", "orders", 7) == "app:k2s:performed:orders:7"
+    assert ack_key("app:", "orders", 7) == "app:k2s:performed:orders:7"

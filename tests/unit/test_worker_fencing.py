@@ -84,6 +84,7 @@ class FakeSink:
         self.failures = 0
         self.conflicts = 0
         self.client = None  # performed mode reads Sidekiq's acknowledgements through it
+        self.prefix = ""    # of a namespace
 
     def ledger(self, partitions):
         return {p: self.ledger_of.get(p, 0) for p in partitions}
