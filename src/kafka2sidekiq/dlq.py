@@ -209,7 +209,7 @@ class Replayer:
                           max_message_bytes=max(self.settings.max_message_bytes, len(letter.value) * 2))
         try:
             push(self.settings.redis_url, [job.SerializeToString()], options, self.settings.redis_namespace,
-                 self.settings.redis_tls)
+                 self.settings.redis_tls, origins=letter.origin_key and [letter.origin_key])
         except Rejected as exc:
             self.say(f"skipped {where}: cannot be a Sidekiq job ({str(exc).split(': ', 1)[-1]})")
             return False

@@ -46,3 +46,15 @@ def test_push_writes_the_job_and_refuses_a_bad_one(bootstrap, redis_url, redis_c
     assert bad.returncode == 1 and "rejected: job 0: bad_args" in bad.stderr
     assert cli(env, "push", "--class", "HardJob", "--retry", "maybe").returncode == 2
     assert redis_client.llen("queue:default") == 1
+
+
+def test_pushed_jobs_never_share_a_jid_and_claim_no_kafka_origin(bootstrap, redis_url, redis_client):
+    # K2S_JID_MODE=origin derives a jid from the Kafka message; a pushed job has none, so
+    # each gets a random jid of its own and no k2s_origin the performed middleware would ack
+    env = bridge_env(bootstrap, redis_url, "unused", jid_mode="origin", add_origin="true")
+    for _ in range(3):
+        assert cli(env, "push", "--class", "HardJob", "--args", "[1]").returncode == 0
+    jobs = queue_jobs(redis_client)
+    assert len(jobs) == 3 and len({j["jid"] for j in jobs}) == 3
+    assert not any("k2s_origin" in j for j in jobs)
+

@@ -53,14 +53,23 @@ def test_list_filter_quarantine_and_replay_after_fixing_the_allow_list(bootstrap
     assert sum(line.startswith("would replay") for line in dry) == 30
     assert redis_client.llen("queue:quarantine") == 0
 
+    # a quarantined job keeps its Kafka origin: origin jids as the bridge would give them
+    origin_env = {**env, "K2S_JID_MODE": "origin", "K2S_ADD_ORIGIN": "true"}
     started = time.monotonic()
-    moved = lines(dlq(env, "replay", "--class", "EvilJob", "--to", "queue:quarantine", "--rate", "40"))
+    moved = lines(dlq(origin_env, "replay", "--class", "EvilJob", "--to", "queue:quarantine", "--rate", "40"))
     assert time.monotonic() - started >= 29 / 40  # the rate limit held
     assert moved[-1] == "30 dead letter(s) matched, 30 replayed to Redis queue 'quarantine'"
     quarantined = queue_jobs(redis_client, "quarantine")
     assert sorted(j["args"][0] for j in quarantined) == list(range(30))
     assert {j["class"] for j in quarantined} == {"EvilJob"} and {j["queue"] for j in quarantined} == {"quarantine"}
     assert redis_client.llen("queue:critical") == 0
+    origins = {line.split(" origin=")[1].split()[0].replace("@", "/")
+               for line in listed if "class=EvilJob" in line}
+    assert {j["k2s_origin"] for j in quarantined} == origins
+    assert len({j["jid"] for j in quarantined}) == 30
+    again = lines(dlq(origin_env, "replay", "--class", "EvilJob", "--to", "queue:again"))
+    assert {j["k2s_origin"]: j["jid"] for j in queue_jobs(redis_client, "again")} == \
+        {j["k2s_origin"]: j["jid"] for j in quarantined}, again  # the same letter, the same jid
 
     skipped = lines(dlq(env, "replay", "--reason", "not_protobuf", "--to", "queue:quarantine"))
     assert sum("not a Job message" in line for line in skipped) == 5
