@@ -139,6 +139,42 @@ class RedisServer:
             self.proc.wait(20)
 
 
+class Sidekiq:
+    """A real Sidekiq (Debian's ruby-sidekiq) on one Redis, loading the Ruby ``code`` and
+    working ``queues``; a context manager that stops it by PID (TERM, then KILL)."""
+
+    def __init__(self, directory: Path, redis_url: str, code: str = 'require "sidekiq"\n',
+                 queues: tuple[str, ...] = ("default",), concurrency: int = 4, env: dict | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "worker.rb").write_text(code)
+        self.log = directory / "sidekiq.log"
+        command = ["sidekiq", "-r", str(directory / "worker.rb"), "-c", str(concurrency)]
+        for queue in queues:
+            command += ["-q", queue]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=directory,
+                                         env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin",
+                                              "HOME": str(directory), **(env or {})})
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> "Sidekiq":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def assert_exactly_once_in_key_order(jobs: list[dict], produced: list[tuple[bytes, bytes]]) -> None:
     seen = Counter(tuple(j["args"]) for j in jobs)
     duplicates = [a for a, c in seen.items() if c > 1]

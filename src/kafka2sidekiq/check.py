@@ -158,5 +158,5 @@ def _sidekiq(client: redis.Redis, settings: Settings, report) -> None:
         report(None, f"sidekiq: no process listens to the default queue {settings.default_queue!r}")
     if settings.timestamps == TIMESTAMPS_MS:
         old = [v for v in versions if not v[:1].isdigit() or int(v.split(".")[0]) < 8]
-        report(not old or None, "sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere" +
+        report(not old, "sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere" +
                (f"; seen {', '.join(old)}: they show ms as dates far ahead" if old else ""))

@@ -7,7 +7,7 @@ from confluent_kafka.admin import AdminClient
 
 from kafka2sidekiq.encoder import describe, select
 
-from helpers import bridge_env, numbered_jobs, produce, wait_for
+from helpers import Sidekiq, bridge_env, numbered_jobs, produce, wait_for
 
 
 def visible(bootstrap: str, *topics: str) -> None:
@@ -46,12 +46,21 @@ def test_missing_topic_and_unreachable_redis_fail_with_the_reason(bootstrap):
     assert "s3cret" not in out.stdout + out.stderr
 
 
-def test_sees_sidekiq_heartbeats_and_warns_about_ms_timestamps(bootstrap, make_topic, redis_url, redis_client):
+def test_sees_real_sidekiq_and_fails_ms_timestamps_it_cannot_read(bootstrap, make_topic, redis_url,
+                                                                  redis_client, tmp_path):
     topic = make_topic(1)
     visible(bootstrap, topic)
-    redis_client.sadd("processes", "host:1:abc")
-    redis_client.hset("host:1:abc", "info", '{"hostname":"host","queues":["default","low"]}')
-    out = check(bridge_env(bootstrap, redis_url, topic, timestamps="ms"))
-    assert "ok   sidekiq: 1 process(es), version(s) unknown (Sidekiq 6 records none), queues default, low" \
-        in out.stdout
-    assert "warn sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere" in out.stdout
+    with Sidekiq(tmp_path, redis_url, queues=("default", "low")) as sidekiq:
+        wait_for(lambda: redis_client.scard("processes") == 1, 60, "Sidekiq's heartbeat")
+        floats = check(bridge_env(bootstrap, redis_url, topic))
+        ms = check(bridge_env(bootstrap, redis_url, topic, timestamps="ms"))
+    assert floats.returncode == 0, floats.stdout + sidekiq.output()[-2000:]
+    seen = "ok   sidekiq: 1 process(es), version(s) unknown (Sidekiq 6 records none), queues default, low"
+    assert seen in floats.stdout and "K2S_TIMESTAMPS" not in floats.stdout
+    # Sidekiq before 8 reads ms as seconds: enqueued_at in the year 58885, a job that never
+    # looks late. The bridge must not start that way unnoticed: one FAIL line, exit 1.
+    assert ms.returncode == 1, ms.stdout
+    assert seen in ms.stdout
+    assert [line for line in ms.stdout.splitlines() if line.startswith("FAIL")] == [
+        "FAIL sidekiq: K2S_TIMESTAMPS=ms needs Sidekiq 8 everywhere; seen unknown (Sidekiq 6 records none): "
+        "they show ms as dates far ahead"]
