@@ -94,3 +94,16 @@ def make_topic(bootstrap):
         return name
 
     return make
+
+
+@pytest.fixture
+def cleanup():
+    """cleanup(bridge): when the test ends, kill whatever the bridge left (its children first)."""
+    from helpers import children
+
+    bridges = []
+    yield bridges.append
+    for bridge in bridges:
+        for child in children(bridge):
+            child.kill()
+        bridge.kill()

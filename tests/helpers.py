@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from confluent_kafka import Producer
 
 from kafka2sidekiq._proto.job_pb2 import Job
@@ -137,6 +139,21 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+def children(bridge: Bridge) -> list[psutil.Process]:
+    """The live child processes of a bridge (psutil.Process), never a zombie."""
+    try:
+        return [c for c in psutil.Process(bridge.proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def workers_of(bridge: Bridge) -> list[psutil.Process]:
+    """The bridge's live workers: its children that its log says it started as workers (a
+    pid from the log alone could be anyone's by now)."""
+    started = {int(pid) for pid in re.findall(r"started worker \d+ \(pid (\d+)\)", bridge.output())}
+    return [c for c in children(bridge) if c.pid in started]
 
 
 class Sidekiq:

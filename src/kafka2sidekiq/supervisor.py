@@ -157,6 +157,9 @@ class Supervisor:
             self.shutdown_step()
             self.log_stats()
             self.recycle_fat_workers()
+        # Stopped: a signal now must not kill the process while the interpreter shuts
+        # down (it restores the default handlers), turning exit 0 into "killed by TERM".
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         signal.set_wakeup_fd(-1)
         if self.server:
             self.server.close()

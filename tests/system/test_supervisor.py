@@ -13,20 +13,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import SEED
-from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, ledger_offsets, numbered_jobs, produce,
-                     queue_jobs, settle, wait_for)
-
-
-def children(bridge: Bridge) -> list[psutil.Process]:
-    try:
-        return psutil.Process(bridge.proc.pid).children()
-    except psutil.NoSuchProcess:
-        return []
-
-
-def worker_pids(bridge: Bridge) -> list[int]:
-    return [int(pid) for pid in re.findall(r"started worker \d+ \(pid (\d+)\)", bridge.output())
-            if psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE]
+from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, children, ledger_offsets, numbered_jobs,
+                     produce, queue_jobs, settle, wait_for, workers_of)
 
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 8) -> int:
@@ -36,16 +24,6 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 8)
         return sum(max(tp.offset, 0) for tp in tps)
     finally:
         consumer.close()
-
-
-@pytest.fixture
-def cleanup():
-    bridges = []
-    yield bridges.append
-    for bridge in bridges:
-        for child in children(bridge):
-            child.kill()
-        bridge.kill()
 
 
 def test_random_worker_sigkills_every_two_seconds(bootstrap, make_topic, redis_url, redis_client, cleanup):
@@ -74,7 +52,7 @@ def test_random_worker_sigkills_every_two_seconds(bootstrap, make_topic, redis_u
     deadline = time.monotonic() + 300
     while (producer.is_alive() or redis_client.llen("queue:default") < len(produced)) and time.monotonic() < deadline:
         time.sleep(2)
-        pids = worker_pids(bridge)
+        pids = [p.pid for p in workers_of(bridge)]
         if pids and (producer.is_alive() or redis_client.llen("queue:default") < len(produced)):
             os.kill(rnd.choice(pids), signal.SIGKILL)
             kills += 1
@@ -135,7 +113,7 @@ def test_hung_worker_is_replaced(bootstrap, make_topic, redis_url, redis_client,
     bridge = Bridge(bridge_env(bootstrap, redis_url, topic, workers=2, liveness_seconds=3), "run")
     cleanup(bridge)
     settle(redis_client, "queue:default", 50_000, 60)
-    hung = worker_pids(bridge)[0]
+    hung = workers_of(bridge)[0].pid
     os.kill(hung, signal.SIGSTOP)
     wait_for(lambda: "made no progress for" in bridge.output(), 30, "the hang to be seen")
     wait_for(lambda: not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE,
@@ -149,7 +127,7 @@ def test_hung_worker_is_replaced(bootstrap, make_topic, redis_url, redis_client,
 def booting_workers(bridge: Bridge) -> list[int]:
     """Live worker children of this bridge (never another process that reused a pid)."""
     coordinators = set(re.findall(r"started coordinator \(pid (\d+)\)", bridge.output()))
-    return [c.pid for c in children(bridge) if str(c.pid) not in coordinators and c.status() != psutil.STATUS_ZOMBIE]
+    return [c.pid for c in children(bridge) if str(c.pid) not in coordinators]
 
 
 @pytest.mark.parametrize("away", ["kafka", "redis"])
