@@ -126,12 +126,20 @@ def send(sock: socket.socket, message: Message) -> bool:
 
 def receive(sock: socket.socket, wait: float = 0.0) -> list[Message]:
     """Every message waiting (after up to ``wait`` seconds for the first); [] on EOF."""
-    out = []
+    out, reset = [], False
     if wait and not select.select([sock], [], [], wait)[0]:
         return out
     while True:
         try:
             data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except ConnectionResetError:
+            # The other side closed with messages of ours unread (a worker that died at boot
+            # before reading its plan). Linux reports that once, before the messages it sent
+            # us, which are still queued: its last words (a Fatal) come with the next recv.
+            if reset:
+                return out
+            reset = True
+            continue
         except OSError:  # nothing more waiting, or the other side is gone
             return out
         if not data:

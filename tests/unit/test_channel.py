@@ -50,3 +50,14 @@ def test_send_to_a_closed_peer_says_so():
     b.close()
     with a:
         assert channel.send(a, Quiet()) is False
+
+
+def test_last_words_of_a_peer_that_left_our_messages_unread_are_received():
+    # A worker that dies at boot, before reading the plan the supervisor sent it: Linux
+    # reports ECONNRESET on the first read, and the worker's Fatal is still queued behind it.
+    parent, child = channel.pair()
+    assert channel.send(parent, Quiet())  # never read by the child
+    assert channel.send(child, Fatal("Redis refused the credentials"))
+    child.close()
+    assert channel.receive(parent) == [Fatal("Redis refused the credentials")]
+    parent.close()
