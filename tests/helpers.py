@@ -79,14 +79,22 @@ class Bridge:
         with tempfile.NamedTemporaryFile(prefix="k2s-bridge-", suffix=".log", delete=False) as log:
             self.log = log
             self.proc = subprocess.Popen([sys.executable, "-m", "kafka2sidekiq", *args], env=env,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                         start_new_session=True)  # a process group of its own
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
     def kill(self) -> None:
+        """SIGKILL the supervisor alone: its children notice and leave on their own."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill_all(self) -> None:
+        """SIGKILL the supervisor and every child at once (the host lost power)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> int:
@@ -213,6 +221,30 @@ def ledger_offsets(client, topic: str, group: str | None = None, partitions: int
     return {p: int(v) for p, v in enumerate(client.mget(keys)) if v is not None}
 
 
-def settle(client, key: str, expected: int, timeout: float) -> None:
+def settle(client, key: str, expected: int, timeout: float) -> int:
+    """Wait for ``expected`` jobs in the list ``key``, then until it holds still: the same
+    length read twice, a second apart (a duplicate arriving late is then seen by the
+    caller's count). Returns that length."""
     wait_for(lambda: client.llen(key) >= expected, timeout, f"{expected} jobs in {key}")
-    time.sleep(1.0)  # nothing more may arrive
+    return still(lambda: client.llen(key), f"the length of {key}")
+
+
+def unchanged(read, what: str, seconds: float = 1.5):
+    """The same value read twice, ``seconds`` apart (paused: nothing may move); returns it."""
+    first = read()
+    time.sleep(seconds)
+    assert read() == first, f"{what} still changing: {first} then {read()}"
+    return first
+
+
+def still(read, what: str, seconds: float = 1.0, tries: int = 10):
+    """A value that holds still: read twice ``seconds`` apart until both agree (at most
+    ``tries`` times); returns it."""
+    last = read()
+    for _ in range(tries):
+        time.sleep(seconds)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"{what} still changing after {tries * seconds:.0f}s: {last}")

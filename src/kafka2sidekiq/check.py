@@ -140,7 +140,12 @@ def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report
 
 def _sidekiq(client: redis.Redis, settings: Settings, report) -> None:
     prefix = f"{settings.redis_namespace}:" if settings.redis_namespace else ""
-    identities = sorted(client.smembers(prefix + "processes"))
+    try:
+        identities = sorted(client.smembers(prefix + "processes"))
+    except redis.exceptions.NoPermissionError:  # an ACL user with only the keys the bridge writes
+        report(None, "sidekiq: this Redis user may not read Sidekiq's heartbeats (the processes set), so "
+                     "the Sidekiq versions and queues are not checked (grant %R~* to let check read them)")
+        return
     if not identities:
         report(None, "sidekiq: no Sidekiq process is running against this Redis right now")
         return

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from helpers import Bridge, RedisServer, bridge_env, ledger_offsets, numbered_jobs, produce, wait_for
+from helpers import Bridge, RedisServer, bridge_env, ledger_offsets, numbered_jobs, produce, unchanged, wait_for
 
 
 class Sampler(threading.Thread):
@@ -44,8 +44,7 @@ def test_backlog_waits_in_kafka_then_drains(bootstrap, make_topic, tmp_path):
     try:
         sampler.start()
         wait_for(lambda: "limiter: pausing consumption" in bridge.output(), 60, "the limiter to pause")
-        time.sleep(3)  # paused: nothing more may arrive
-        in_redis = client.llen("queue:default")
+        in_redis = unchanged(lambda: client.llen("queue:default"), "a paused host's queue", 3)  # the workers paused
         ledger = sum(ledger_offsets(client, topic).values())
         assert ledger == in_redis < len(produced), "the backlog must wait in Kafka (lag > 0)"
         # Sidekiq catches up: drain until every job went through
@@ -57,8 +56,7 @@ def test_backlog_waits_in_kafka_then_drains(bootstrap, make_topic, tmp_path):
                 seen += [tuple(json.loads(p)["args"]) for p in got]
             else:
                 time.sleep(0.01)
-        time.sleep(1)
-        assert client.llen("queue:default") == 0
+        assert unchanged(lambda: client.llen("queue:default"), "the drained queue") == 0
     finally:
         sampler.done.set()
         code = bridge.stop()
@@ -91,9 +89,8 @@ def test_redis_unreachable_pauses_then_resumes(bootstrap, make_topic, tmp_path):
         produce(bootstrap, topic, produced[100_000:])
         time.sleep(3)
         server.start()
-        wait_for(lambda: client.llen("queue:default") == len(produced), 120, "everything")
-        time.sleep(1)
-        assert client.llen("queue:default") == len(produced)
+        wait_for(lambda: client.llen("queue:default") >= len(produced), 120, "everything")
+        assert unchanged(lambda: client.llen("queue:default"), "the queue") == len(produced)
         jobs = [tuple(json.loads(p)["args"]) for p in client.lrange("queue:default", 0, -1)]
         assert len(set(jobs)) == len(produced)
         assert "limiter: Redis answers again" in bridge.output()

@@ -9,15 +9,7 @@ import time
 import psutil
 
 from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, children, numbered_jobs, produce,
-                     queue_jobs, settle, wait_for, workers_of)
-
-
-def steady(read, what: str, seconds: float = 1.5):
-    """The same value read twice, ``seconds`` apart: nothing more is moving."""
-    first = read()
-    time.sleep(seconds)
-    assert read() == first, f"{what} still changing: {first} then {read()}"
-    return first
+                     queue_jobs, settle, unchanged, wait_for, workers_of)
 
 
 def test_quiet_resize_and_fast_stops_on_live_processes(bootstrap, make_topic, redis_url, redis_client, cleanup):
@@ -39,7 +31,7 @@ def test_quiet_resize_and_fast_stops_on_live_processes(bootstrap, make_topic, re
     wait_for(lambda: "TSTP" in bridge.output(), 10, "the supervisor to log TSTP")
     time.sleep(1)  # the workers have the Quiet message
     produce(bootstrap, topic, waves[1])
-    assert steady(lambda: redis_client.llen("queue:default"), "the queue", 3) == len(waves[0])
+    assert unchanged(lambda: redis_client.llen("queue:default"), "the queue", 3) == len(waves[0])
     alive = children(bridge)
     assert len(alive) == 3, "quiet keeps every process"
 

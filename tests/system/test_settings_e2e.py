@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from helpers import Bridge, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce, queue_jobs, wait_for
+from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce, queue_jobs, unchanged,
+                     wait_for)
 from kafka2sidekiq import Job
 
 WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
@@ -86,11 +87,11 @@ def test_limiter_queue_depth_and_latency_marks_in_a_namespace(bootstrap, make_to
     try:
         wait_for(pauses, 30, "the limiter to pause for the old job")
         assert "oldest job 100" in bridge.output().split("limiter: pausing")[1].splitlines()[0]
-        assert steady(lambda: redis_client.llen("shop:queue:default")) == 1, "paused: nothing pushed"
+        assert unchanged(lambda: redis_client.llen("shop:queue:default"), "the queue") == 1, "paused: nothing pushed"
         redis_client.rpop("shop:queue:default")  # Sidekiq takes the old job: the bridge resumes
         wait_for(lambda: pauses() >= 2, 30, "the limiter to pause at the queue-depth mark")
         assert "jobs queued (max 300)" in bridge.output().split("limiter: pausing")[2].splitlines()[0]
-        depth = steady(lambda: redis_client.llen("shop:queue:default"))
+        depth = unchanged(lambda: redis_client.llen("shop:queue:default"), "the queue")
         assert 300 <= depth < len(produced), "the backlog waits in Kafka, not in Redis"
         seen = []  # Sidekiq catches up: the bridge resumes, pauses, resumes until all are through
         deadline = time.monotonic() + 120
@@ -100,11 +101,3 @@ def test_limiter_queue_depth_and_latency_marks_in_a_namespace(bootstrap, make_to
     finally:
         assert bridge.stop() == 0, bridge.output()[-3000:]
     assert_exactly_once_in_key_order(seen, produced)
-
-
-def steady(read, seconds: float = 1.5):
-    """The same value read twice, ``seconds`` apart: nothing is moving."""
-    first = read()
-    time.sleep(seconds)
-    assert read() == first, f"still changing: {first} then {read()}"
-    return first

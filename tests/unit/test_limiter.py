@@ -1,5 +1,7 @@
 """The limiter's decisions, with a fake Redis (the system tests use a real one)."""
 
+import random
+
 import redis
 
 from kafka2sidekiq import config
@@ -75,14 +77,23 @@ def test_an_oom_reply_pauses_at_once():
 
 
 def test_resume_waits_a_random_moment():
-    lim, _ = limiter(limiter_jitter_ms="1000")
-    assert step(lim, 900, 1.0)
-    lim.client.used = 100
-    t = 1.0
-    while lim.paused and t < 6:
-        t += 0.2
-        lim.poll(t)
-    assert not lim.paused and t <= 2.4  # resumed within the jitter (plus one interval)
+    # Many hosts resuming together must spread over the jitter, not come back at once.
+    random.seed(7)
+    delays = []
+    for _ in range(40):
+        lim, _ = limiter(limiter_jitter_ms="1000")
+        assert step(lim, 900, 1.0)
+        lim.client.used = 100
+        t = 1.0
+        while lim.paused and t < 6:
+            t = round(t + 0.01, 2)
+            lim.poll(t)
+        assert not lim.paused
+        delays.append(t - 1.0)
+    # polls are 0.2 s apart: "under" is seen one poll after the drop, the resume comes at
+    # the first poll past the random moment
+    assert max(delays) <= 0.2 + 1.0 + 0.2 + 0.01  # within the jitter
+    assert min(delays) < 0.45 and max(delays) > 1.0 and len({round(d, 1) for d in delays}) >= 5  # spread over it
 
 
 def test_a_stale_verdict_means_pause():

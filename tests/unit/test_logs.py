@@ -42,8 +42,10 @@ def test_text_lines_carry_role_slot_pid(capsys):
 
 def test_librdkafka_repeats_are_held_back_and_counted(capsys):
     logs.configure("text", "coordinator")
+    [installed] = logging.getLogger("librdkafka").filters  # what configure() put in every process
+    assert isinstance(installed, logs.Repeats) and installed.window == 60
     clock = [0.0]
-    logging.getLogger("librdkafka").filters[:] = [logs.Repeats(60, clock=lambda: clock[0])]
+    installed.clock = lambda: clock[0]  # the test's clock, the process's own filter
     refused = "FAIL [consumer-1] [thrd:127.0.0.1:1/bootstrap]: Connect to ipv4#127.0.0.1:1 failed: Connection refused"
     for _ in range(200):  # ten seconds of a broker that is down
         logging.getLogger("librdkafka").error(refused)
