@@ -9,7 +9,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, ledger_offsets, numbered_jobs,
-                     produce, queue_jobs, settle, wait_for)
+                     produce, queue_jobs, settle, unchanged, wait_for)
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
 from conftest import SEED
@@ -140,6 +140,47 @@ def test_malformed_messages_go_to_the_dead_letter_topic(bootstrap, make_topic, r
         assert headers["k2s.topic"].decode() == topic
         assert int(headers["k2s.partition"]) in range(8) and int(headers["k2s.offset"]) >= 0
     assert sum(ledger_offsets(redis_client, topic).values()) == len(values), "rejected offsets advance too"
+
+
+def test_the_ledger_waits_until_kafka_has_the_dead_letters(bootstrap, make_topic, redis_url, redis_client):
+    # The dead-letter topic does not exist yet: the batch holding the bad message cannot be
+    # recorded in Redis, so nothing at or past it is pushed and the ledger stays before it.
+    topic = make_topic(1)
+    good = numbered_jobs(100, keys=10)
+    produce(bootstrap, topic, good[:50] + [(b"bad", b"\xff not protobuf")] + good[50:])
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic, batch_size=10), "worker", "--partitions", "0")
+    try:
+        wait_for(lambda: redis_client.llen("queue:default") >= 50, 60, "the jobs before the bad message")
+        assert unchanged(lambda: (redis_client.llen("queue:default"), ledger_offsets(redis_client, topic, partitions=1)),
+                         "the queue and the ledger") == (50, {0: 50})
+        make_topic(1, name=f"{topic}.dlq")
+        settle(redis_client, "queue:default", 100, 60)
+        [letter] = read_topic(bootstrap, f"{topic}.dlq", 1, 30)
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert (letter.value(), dict(letter.headers())["k2s.offset"]) == (b"\xff not protobuf", b"50")
+    assert ledger_offsets(redis_client, topic, partitions=1) == {0: 101}
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), good)
+
+
+def test_resumes_at_the_committed_offset_when_it_is_ahead_of_the_ledger(bootstrap, make_topic, redis_url,
+                                                                        redis_client):
+    # Redis was replaced (or flushed) while the group had committed further: the worker
+    # starts at the larger of the two, and pushes nothing Kafka says was already delivered.
+    topic = make_topic(1)
+    produced = numbered_jobs(100, keys=10)
+    produce(bootstrap, topic, produced)
+    committer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, 0, 60)], asynchronous=False)
+    committer.close()
+    redis_client.set(f"k2s:ledger:g-{topic}:{topic}:0", 40)
+    bridge = Bridge(bridge_env(bootstrap, redis_url, topic), "run")
+    try:
+        settle(redis_client, "queue:default", 40, 60)
+    finally:
+        assert bridge.stop() == 0, bridge.output()[-3000:]
+    assert_exactly_once_in_key_order(queue_jobs(redis_client), produced[60:])
+    assert "from 0@60" in bridge.output()
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list:
