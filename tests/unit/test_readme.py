@@ -48,3 +48,31 @@ def test_every_exit_code_is_documented():
     codes = {cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, supervisor.EXIT_BOOT, supervisor.EXIT_CRASHLOOP,
              config.EXIT_CONFIG}
     assert [c for c in sorted(codes) if f"{c} " not in line] == []
+
+
+def test_every_section_maps_to_tests_that_exist():
+    """tests/readme-map.toml names, per README section, the tests that check its promises:
+    every section is there, and every test it names exists (a renamed or deleted test fails
+    here, not silently)."""
+    import ast
+    import re
+    import tomllib
+
+    root = README.parent
+    sections = tomllib.loads((root / "tests" / "readme-map.toml").read_text())
+    headings = re.findall(r"^#{2,3} (.+)$", README.read_text(), re.M)
+    assert [h for h in headings if h not in sections] == [], "add these sections to tests/readme-map.toml"
+    assert [s for s in sections if s not in headings] == [], "these sections are no longer in the README"
+    defined: dict[str, set[str]] = {}
+    missing = []
+    for promises in sections.values():
+        for tests in promises.values():
+            for node in tests:
+                path, name = node.split("::")
+                if path not in defined:
+                    file = root / path
+                    tree = ast.parse(file.read_text()) if file.exists() else ast.Module(body=[], type_ignores=[])
+                    defined[path] = {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+                if name not in defined[path]:
+                    missing.append(node)
+    assert missing == []
