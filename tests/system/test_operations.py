@@ -44,9 +44,9 @@ def test_quiet_resize_and_fast_stops_on_live_processes(bootstrap, make_topic, re
     cleanup(bridge)
     settle(redis_client, "queue:default", len(waves[0]) + len(waves[1]), 60)
     alive = children(bridge)
-    bridge.proc.send_signal(signal.SIGTERM)
+    bridge.proc.send_signal(signal.SIGINT)  # Ctrl-C: graceful, as TERM
     time.sleep(0.2)
-    bridge.proc.send_signal(signal.SIGTERM)  # a second TERM: fast
+    bridge.proc.send_signal(signal.SIGTERM)  # a second signal: fast
     assert bridge.proc.wait(20) == 0, bridge.output()[-3000:]
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in alive)
     assert_exactly_once_in_key_order(queue_jobs(redis_client), waves[0] + waves[1])
