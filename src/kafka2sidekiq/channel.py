@@ -61,6 +61,15 @@ class Assigned(_Message, tag="assigned"):
     partitions: list[int]
 
 
+class Watermarks(_Message, tag="watermarks"):
+    """Coordinator, every few seconds: the broker's end offset (``high``) and the group's
+    committed offset (``committed``, absent when none) of each partition this host owns;
+    or, when the broker did not answer, ``error``."""
+    high: dict[int, int] = {}
+    committed: dict[int, int] = {}
+    error: str = ""
+
+
 class Revoked(_Message, tag="revoked"):
     """Coordinator: partitions taken away; unless ``lost`` (the session expired: another
     host may own them already), it waits for RevokeDone before letting go."""
@@ -105,8 +114,8 @@ class RevokeDone(_Message, tag="revoke_done"):
     offsets: dict[int, int]
 
 
-Message = Union[Booted, Fatal, Offsets, Stats, Assigned, Revoked, Applied, Assign, Quiet, Commit, Leave,
-                RevokeDone]
+Message = Union[Booted, Fatal, Offsets, Stats, Assigned, Watermarks, Revoked, Applied, Assign, Quiet, Commit,
+                Leave, RevokeDone]
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Message).decode
 

@@ -254,6 +254,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_worker_rss", _byte_size, "0", "recycle (gracefully) a worker above this RSS (0: never)"),
     Setting("http", _listen, "", "serve /metrics, /healthz and /readyz on host:port (empty: off)"),
     Setting("stall_seconds", _positive_int, "10", "/healthz fails when a process's loop has not turned for this long"),
+    Setting("broker_timeout_seconds", _positive_int, "30",
+            "/readyz fails when no Kafka broker has answered the host for this long"),
     Setting("limiter_high", _mark, "80%", "pause consuming when Redis used_memory reaches this"),
     Setting("limiter_low", _mark, "70%", "resume when used_memory is back below this"),
     Setting("limiter_max_queue", _non_negative_int, "0", "also pause at this many jobs queued (0: off)"),

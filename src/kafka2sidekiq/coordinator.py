@@ -16,6 +16,13 @@ host with the same K2S_INSTANCE_ID, or under KIP-848 this host's previous coordi
 SIGKILLed, until its session expires) ends the coordinator with exits.UNAVAILABLE: the
 supervisor starts it again with back-off, for as long as the cause lasts.
 
+Every WATERMARK_SECONDS it also asks the broker, with an admin client whose answers
+arrive in the background (the loop never blocks on them), for the end offset and the
+group's committed offset of each partition the host owns, and passes them on
+(Watermarks): the supervisor's lag is the broker's truth, whether the workers are
+fetching, paused or stuck on a Redis that is down; an unanswered question is how the
+supervisor tells that the broker has been unreachable.
+
 At shutdown it stays in the group (a static member: restarted in place, the host gets
 its partitions back with no rebalance), unless the host is leaving for good
 (K2S_LEAVE_ON_STOP, or SIGUSR1 to the supervisor): then, after its last commit, it
@@ -26,20 +33,25 @@ from __future__ import annotations
 
 import logging
 import socket as _socket
+import time
 from typing import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (ConsumerGroupTopicPartitions, Consumer, IsolationLevel, KafkaError, KafkaException,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from . import channel, exits
-from .channel import Assigned, Booted, Commit, Fatal, Leave, Revoked, RevokeDone
+from .channel import Assigned, Booted, Commit, Fatal, Leave, Revoked, RevokeDone, Watermarks
 from .leave import leave_group
 from .config import Settings
-from .source import MANUAL_OFFSETS
+from .source import MANUAL_OFFSETS, admin_config
 
 log = logging.getLogger(__name__)
 
 REVOKE_WAIT_SECONDS = 10.0
 HEARTBEAT_MS = 1000  # a departure is noticed by the others within about this
+WATERMARK_SECONDS = 2.0  # how often the end offsets are asked for: 2 small requests a host
+WATERMARK_TIMEOUT_SECONDS = 5.0  # an answer later than this counts as none
 
 
 def instance_id(settings: Settings) -> str:
@@ -77,6 +89,7 @@ class Coordinator:
         # incremental (cooperative, or KIP-848) or eager rebalancing follows from the protocol
         self.cooperative = kip848(settings) or "cooperative" in self.config["partition.assignment.strategy"]
         self.consumer = Consumer({**self.config, "error_cb": self._on_error})
+        self.watermarks = EndOffsets(AdminClient(admin_config(settings)), self.topic, self.group)
 
     def run(self) -> int:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -86,6 +99,9 @@ class Coordinator:
             if event is not None and event.error() is not None:
                 self._on_error(event.error())
             self._read(0)
+            answer = self.watermarks.poll(self.owned, time.monotonic())
+            if answer is not None:
+                channel.send(self.sock, answer)
             self.beat()
         if self.fatal is not None:
             return self._give_up(self.fatal)
@@ -184,6 +200,52 @@ class Coordinator:
             consumer.incremental_unassign(partitions)
         else:
             consumer.unassign()
+
+
+class EndOffsets:
+    """The broker's end offset and the group's committed offset of chosen partitions, asked
+    for at most every WATERMARK_SECONDS and collected without waiting: ``poll`` returns a
+    Watermarks when an answer (or its failure) is in, else None."""
+
+    def __init__(self, admin: AdminClient, topic: str, group: str) -> None:
+        self.admin, self.topic, self.group = admin, topic, group
+        self.asked_at = float("-inf")
+        self.futures: tuple[dict, dict] | None = None
+
+    def poll(self, partitions: set[int], now: float) -> Watermarks | None:
+        self.admin.poll(0)  # serves its logger
+        if self.futures is None:
+            if partitions and now - self.asked_at >= WATERMARK_SECONDS:
+                self._ask(sorted(partitions), now)
+            return None
+        high, committed = self.futures
+        if not all(f.done() for f in (*high.values(), *committed.values())):
+            if now - self.asked_at < 2 * WATERMARK_TIMEOUT_SECONDS:
+                return None
+            self.futures = None  # never answered: ask again
+            return Watermarks(error=f"no answer within {2 * WATERMARK_TIMEOUT_SECONDS:.0f} s")
+        self.futures = None
+        try:
+            ends = {tp.partition: f.result().offset for tp, f in high.items()}
+            group = next(iter(committed.values())).result()
+        except Exception as exc:  # noqa: BLE001 - KafkaException, or the request's own error
+            return Watermarks(error=str(exc))
+        return Watermarks(high=ends, committed={tp.partition: tp.offset for tp in group.topic_partitions
+                                                if tp.offset >= 0})
+
+    def _ask(self, partitions: list[int], now: float) -> None:
+        self.asked_at = now
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        try:
+            high = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in tps},
+                                           isolation_level=IsolationLevel.READ_COMMITTED,
+                                           request_timeout=WATERMARK_TIMEOUT_SECONDS)
+            committed = self.admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(self.group, tps)], request_timeout=WATERMARK_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            log.warning("cannot ask for the end offsets: %s", exc)
+            return
+        self.futures = (high, committed)
 
 
 def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool]) -> int:

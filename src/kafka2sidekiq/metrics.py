@@ -34,28 +34,38 @@ BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 PUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SNAPSHOT_SECONDS = 1.0
 DRAIN_WINDOW_SECONDS = 60.0
+# The queue label: without K2S_QUEUE_ALLOW producers choose the queues, so the series they
+# can create are bounded. The first MAX_QUEUE_LABELS queues seen keep a label of their own;
+# jobs of any other are counted under OTHER_QUEUES (a space: no queue can be named so).
+MAX_QUEUE_LABELS = 100
+OTHER_QUEUES = "(other queues)"
 
 
 class WorkerStats:
     """A worker's counters since it started; plain ints, updated once per batch."""
 
     def __init__(self) -> None:
-        self.pushed: Counter[str] = Counter()    # queue -> jobs pushed to run now
+        self.pushed: Counter[str] = Counter()    # queue -> jobs pushed to run now (MAX_QUEUE_LABELS at most)
         self.scheduled = 0                       # jobs pushed to the schedule set
+        self.consumed = 0                        # messages read from Kafka
+        self.redis_retries = 0                   # Redis calls failed and tried again
         self.rejected: Counter[str] = Counter()  # reason -> messages sent to the DLQ
         self.batch_buckets = [0] * (len(BATCH_BUCKETS) + 1)
         self.batch_sum = 0
         self.push_buckets = [0] * (len(PUSH_BUCKETS) + 1)
         self.push_sum = 0.0
-        self.lag: dict[int, int] = {}            # partition -> messages not yet read
+        self.position: dict[int, int] = {}       # partition -> next offset; all before it is in Redis
         self.ledger_conflicts = 0                # transactions aborted: a watched ledger key moved
         self.performed_expired = 0               # performed mode: jobs counted finished at the hold bound
 
     def batch(self, batch, push_seconds: float) -> None:
         """Count one batch that Redis has applied."""
         size = len(batch.scheduled) + len(batch.rejects)
+        pushed = self.pushed
         for queue, payloads in batch.queues.items():
-            self.pushed[queue] += len(payloads)
+            if queue not in pushed and len(pushed) >= MAX_QUEUE_LABELS:
+                queue = OTHER_QUEUES
+            pushed[queue] += len(payloads)
             size += len(payloads)
         self.scheduled += len(batch.scheduled)
         for _, reason in batch.rejects:
@@ -67,15 +77,16 @@ class WorkerStats:
 
     def snapshot(self) -> dict:
         return {"pushed": dict(self.pushed), "scheduled": self.scheduled, "rejected": dict(self.rejected),
+                "consumed": self.consumed, "redis_retries": self.redis_retries,
                 "batch_buckets": self.batch_buckets, "batch_sum": self.batch_sum,
                 "push_buckets": self.push_buckets, "push_sum": self.push_sum,
                 "ledger_conflicts": self.ledger_conflicts, "performed_expired": self.performed_expired,
-                "lag": {str(p): n for p, n in self.lag.items()}}
+                "position": {str(p): n for p, n in self.position.items()}}
 
 
 def _add(total: dict, snap: dict) -> None:
     for key, value in snap.items():
-        if key == "lag":
+        if key == "position":  # a state, not a count
             continue
         if isinstance(value, dict):
             bucket = total.setdefault(key, {})
@@ -95,15 +106,40 @@ def _histogram(name: str, help: str, bounds: tuple, counts: list, total: float) 
     return HistogramMetricFamily(name, help, buckets=cumulative, sum_value=total)
 
 
+def partition_lag(owned: set[int], high: dict[int, int], in_redis: dict[int, int]) -> dict[int, int]:
+    """Messages per owned partition that the broker has and this host's Redis has not:
+    the end offset minus the next offset Redis (or the group's commit) has. Partitions
+    whose end offset is not known yet are left out."""
+    return {p: max(0, high[p] - in_redis.get(p, 0)) for p in sorted(owned) if p in high}
+
+
+def build_info(choice: str = "auto") -> dict[str, str]:
+    """Labels of k2s_build_info: what runs (the workers' encoder for K2S_ENCODER=``choice``)."""
+    import platform
+
+    from . import __version__, encoder
+
+    try:
+        module = "python" if encoder.select(choice) is encoder.encoder_py else "compiled"
+    except encoder.EncoderUnavailable:
+        module = "unavailable"
+    return {"version": __version__, "python": platform.python_version(), "encoder": module}
+
+
 class HostMetrics:
     """The supervisor's sum of its workers' counters, plus what the supervisor itself
-    knows (restarts, the limiter, process sizes). A prometheus_client collector."""
+    knows (restarts, the limiter, the lag, process sizes). A prometheus_client collector."""
 
     def __init__(self, limiter, processes: Callable[[], list[tuple[str, str, object]]],
-                 owned: Callable[[], set[int]] = set) -> None:
+                 owned: Callable[[], set[int]] = set, lag: Callable[[], dict[int, int]] = dict,
+                 quiet: Callable[[], bool] = lambda: False, encoder: str = "auto") -> None:
         self.limiter = limiter
         self.processes = processes                 # () -> [(role, slot, psutil.Process)]
         self.owned = owned                         # () -> the partitions Kafka gave this host
+        self.lag = lag                             # () -> partition -> messages not yet in Redis
+        self.quiet = quiet                         # () -> TSTP received
+        self.info = build_info(encoder)
+        self.queues: set[str] = set()              # the queues with a label of their own
         self.live: dict[int, dict] = {}            # slot -> latest snapshot of its worker
         self.retired: dict = {}                    # the sum of exited workers' last snapshots
         self.restarts: Counter[int] = Counter()
@@ -116,7 +152,7 @@ class HostMetrics:
 
     def exited(self, slot: int, restarted: bool) -> None:
         """A worker left: its counters become history (the next one starts at zero)."""
-        _add(self.retired, self.live.pop(slot, {}))  # _add leaves the lag out
+        _add(self.retired, self.live.pop(slot, {}))
         if restarted:
             self.restarts[slot] += 1
 
@@ -127,8 +163,15 @@ class HostMetrics:
             _add(total, snap)
         return total
 
-    def lag(self) -> dict[int, int]:
-        return {int(p): n for snap in self.live.values() for p, n in snap.get("lag", {}).items()}
+    def pushed(self, total: dict) -> dict[str, int]:
+        """Jobs per queue label: the first MAX_QUEUE_LABELS queues of the host keep theirs
+        for good (a series never moves), the rest add up under OTHER_QUEUES."""
+        out: Counter[str] = Counter()
+        for queue, n in total.get("pushed", {}).items():
+            if queue not in self.queues and queue != OTHER_QUEUES and len(self.queues) < MAX_QUEUE_LABELS:
+                self.queues.add(queue)
+            out[queue if queue in self.queues else OTHER_QUEUES] += n
+        return out
 
     def tick(self, now: float | None = None) -> None:
         """Sample the messages done (pushed or rejected) for the drain rate."""
@@ -142,9 +185,9 @@ class HostMetrics:
         while now - self.progress[0][0] > DRAIN_WINDOW_SECONDS:
             self.progress.popleft()
 
-    def time_to_drain(self) -> float:
-        """Seconds until the lag is read at the rate of the last minute (inf: no progress)."""
-        lag = sum(self.lag().values())
+    def time_to_drain(self, lags: dict[int, int] | None = None) -> float:
+        """Seconds until the lag is in Redis at the rate of the last minute (inf: no progress)."""
+        lag = sum((self.lag() if lags is None else lags).values())
         if not lag:
             return 0.0
         if len(self.progress) < 2:
@@ -157,8 +200,11 @@ class HostMetrics:
 
     def collect(self):
         total = self.total()
+        yield self._build_info()
+        yield CounterMetricFamily("k2s_messages_consumed", "Messages read from Kafka by the workers",
+                                  value=total.get("consumed", 0))
         pushed = CounterMetricFamily("k2s_jobs_pushed", "Jobs pushed to a Sidekiq queue", labels=["queue"])
-        for queue, n in sorted(total.get("pushed", {}).items()):
+        for queue, n in sorted(self.pushed(total).items()):
             pushed.add_metric([queue], n)
         yield pushed
         yield CounterMetricFamily("k2s_jobs_scheduled", "Jobs pushed to the schedule set (a future at)",
@@ -169,11 +215,13 @@ class HostMetrics:
         for reason in REASONS:
             rejected.add_metric([reason], seen.get(reason, 0))
         yield rejected
-        yield _histogram("k2s_batch_size", "Messages per batch applied to Redis", BATCH_BUCKETS,
+        yield _histogram("k2s_batch_size_messages", "Messages per batch applied to Redis", BATCH_BUCKETS,
                          total.get("batch_buckets", [0] * (len(BATCH_BUCKETS) + 1)), total.get("batch_sum", 0))
         yield _histogram("k2s_redis_push_seconds", "Round trip of one batch's Redis transaction",
                          PUSH_BUCKETS, total.get("push_buckets", [0] * (len(PUSH_BUCKETS) + 1)),
                          total.get("push_sum", 0.0))
+        yield CounterMetricFamily("k2s_redis_retries", "Redis calls of the workers that failed and were tried again",
+                                  value=total.get("redis_retries", 0))
         yield CounterMetricFamily("k2s_ledger_conflicts",
                                   "Redis transactions of this host aborted because another writer moved "
                                   "a ledger key they watched", value=total.get("ledger_conflicts", 0))
@@ -188,13 +236,18 @@ class HostMetrics:
         for partition in owned:
             each.add_metric([str(partition)], 1)
         yield each
-        lag = GaugeMetricFamily("k2s_consumer_lag_messages", "Messages in a partition not yet read",
+        lag = GaugeMetricFamily("k2s_consumer_lag_messages",
+                                "Messages in a partition that the broker has and this host's Redis has not",
                                 labels=["partition"])
-        for partition, n in sorted(self.lag().items()):
+        lags = self.lag()
+        for partition, n in sorted(lags.items()):
             lag.add_metric([str(partition)], n)
         yield lag
         yield GaugeMetricFamily("k2s_time_to_drain_seconds",
-                                "The host's lag divided by its rate of the last minute", value=self.time_to_drain())
+                                "The host's lag divided by its rate of the last minute",
+                                value=self.time_to_drain(lags))
+        yield GaugeMetricFamily("k2s_quiet", "1 once the host is quiet (TSTP): workers fetch nothing",
+                                value=1 if self.quiet() else 0)
         yield GaugeMetricFamily("k2s_limiter_paused", "1 while the limiter holds consumption",
                                 value=1 if self.limiter.paused else 0)
         yield CounterMetricFamily("k2s_limiter_pauses", "Times the limiter paused consumption",
@@ -219,6 +272,12 @@ class HostMetrics:
                 continue
         yield rss
         yield cpu
+
+    def _build_info(self) -> GaugeMetricFamily:
+        info = GaugeMetricFamily("k2s_build_info", "What runs: version, Python, envelope encoder",
+                                 labels=list(self.info))
+        info.add_metric(list(self.info.values()), 1)
+        return info
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

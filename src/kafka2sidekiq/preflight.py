@@ -128,11 +128,12 @@ def _child(settings: Settings, env: dict, fd: int) -> None:
 def role_configs(settings: Settings) -> list[tuple[str, str, dict]]:
     """(role, kind, librdkafka config) of every client the bridge's processes build."""
     from .coordinator import consumer_config as coordinator_config
-    from .source import consumer_config as worker_config, producer_config
+    from .source import admin_config, consumer_config as worker_config, producer_config
 
     return [("coordinator", "consumer", coordinator_config(settings)),
             ("worker", "consumer", worker_config(settings)),
-            ("dead-letter", "producer", producer_config(settings))]
+            ("dead-letter", "producer", producer_config(settings)),
+            ("watermark", "producer", admin_config(settings))]  # an admin client is a producer handle
 
 
 def probe(settings: Settings, env: Mapping[str, str]) -> str | None:

@@ -82,6 +82,13 @@ def producer_config(settings: Settings, client_id: str = "kafka2sidekiq-dlq") ->
     return config
 
 
+def admin_config(settings: Settings, client_id: str = "kafka2sidekiq-watermarks") -> dict:
+    """An admin client's (librdkafka builds it as a producer: no consumer settings)."""
+    config = settings.kafka_config(client_id, {})
+    config.pop("group.protocol", None)
+    return config
+
+
 class Source:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topic
@@ -107,16 +114,6 @@ class Source:
 
     def resume(self) -> None:
         self.consumer.resume(self.consumer.assignment())
-
-    def lag(self, position: dict[int, int]) -> dict[int, int]:
-        """Messages behind the high watermark of the last fetch, per partition (no
-        broker round trip; partitions whose watermark is not known yet are left out)."""
-        out = {}
-        for p, o in position.items():
-            high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)[1]
-            if high >= 0:
-                out[p] = max(0, high - o)
-        return out
 
     def seek(self, partition: int, offset: int) -> None:
         self.consumer.seek(TopicPartition(self.topic, partition, offset))

@@ -36,10 +36,10 @@ import psutil
 from . import channel, exits
 from .assignment import plan
 from .channel import (Applied, Assign, Assigned, Booted, Commit, Fatal, Leave, Offsets, Quiet, Revoked, RevokeDone,
-                      Stats)
+                      Stats, Watermarks)
 from .config import Settings
 from .limiter import Limiter, Page
-from .metrics import HostMetrics, Server
+from .metrics import HostMetrics, Server, partition_lag
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,11 @@ class Supervisor:
         self.exit_code = EXIT_OK
         self.gave_up = ""                          # why the supervisor stopped on its own
         self.assigned = False                      # the coordinator has had its first assignment
-        self.metrics = HostMetrics(self.limiter, self.processes, lambda: self.owned)
+        self.high: dict[int, int] = {}             # the broker's end offset per partition (the coordinator asks)
+        self.in_redis: dict[int, int] = {}         # per partition, the offset before which all is in Redis
+        self.broker_seen_at = time.monotonic()     # when the broker last answered the coordinator
+        self.metrics = HostMetrics(self.limiter, self.processes, lambda: self.owned, self.lag,
+                                   lambda: self.quiet, settings.encoder)
         self.server: Server | None = None
         self.committed_at = self.stats_at = self.rss_at = time.monotonic()
 
@@ -371,15 +375,26 @@ class Supervisor:
         for message in channel.receive(child.sock):
             if isinstance(message, Offsets):
                 self.offsets.update(message.offsets)
+                self.note_in_redis(message.offsets)
                 if message.pushed is not None:  # performed mode: commits lag what Redis holds
                     self.pushed.update(message.pushed)
+                    self.note_in_redis(message.pushed)
             elif isinstance(message, Applied):
                 self.offsets.update(message.released)
+                self.note_in_redis(message.released)
                 if self.handover and self.handover.waiting.get(child.slot, message.generation) <= message.generation:
                     self.handover.waiting.pop(child.slot, None)
             elif isinstance(message, Stats):
                 self.metrics.update(child.slot, message.stats)
+                self.note_in_redis({int(p): o for p, o in message.stats.get("position", {}).items()})
+            elif isinstance(message, Watermarks):
+                if not message.error:
+                    self.broker_seen_at = time.monotonic()
+                    self.high.update(message.high)
+                    self.note_in_redis(message.committed)
             elif isinstance(message, Booted):
+                if child.slot == COORDINATOR:
+                    self.broker_seen_at = time.monotonic()
                 child.booted = True
                 self.failures.pop(child.slot, None)
                 self.unbooted.pop(child.slot, None)
@@ -388,6 +403,7 @@ class Supervisor:
                 log.error("supervisor: %s: %s", child.role, message.reason)
             elif isinstance(message, Assigned):
                 self.assigned = True
+                self.broker_seen_at = time.monotonic()
                 self.owned = set(message.partitions)
                 self.replan()
             elif isinstance(message, Revoked):
@@ -430,6 +446,17 @@ class Supervisor:
         """Drop what is known of partitions no longer this host's."""
         self.offsets = {p: o for p, o in self.offsets.items() if p not in partitions}
         self.pushed = {p: o for p, o in self.pushed.items() if p not in partitions}
+        self.high = {p: o for p, o in self.high.items() if p not in partitions}
+        self.in_redis = {p: o for p, o in self.in_redis.items() if p not in partitions}
+
+    def note_in_redis(self, offsets: dict[int, int]) -> None:
+        """What a worker pushed (or the group committed): all before it is in Redis."""
+        for p, o in offsets.items():
+            if o > self.in_redis.get(p, -1):
+                self.in_redis[p] = o
+
+    def lag(self) -> dict[int, int]:
+        return partition_lag(self.owned, self.high, self.in_redis)
 
     def replan(self) -> None:
         self.plan = plan(self.owned, self.workers, self.plan)
@@ -518,11 +545,16 @@ class Supervisor:
         return _verdict(problems)
 
     def readiness(self) -> tuple[int, str, bytes]:
-        """Kafka has given the host its partitions, every worker has booted, and Redis
-        answers the limiter. A limiter pause is not a reason to be unready."""
+        """Kafka has given the host partitions and answers, every worker has booted, and
+        Redis answers the limiter. A limiter pause is not a reason to be unready."""
         problems = []
         if not self.assigned:
             problems.append("no partition assignment from Kafka yet")
+        elif not self.owned:
+            problems.append("this host holds no partition of the topic")
+        silent, bound = time.monotonic() - self.broker_seen_at, self.settings.broker_timeout_seconds
+        if self.assigned and silent > bound:
+            problems.append(f"Kafka has not answered for {silent:.0f}s (K2S_BROKER_TIMEOUT_SECONDS={bound})")
         booted = {slot for slot, child in self.children.items() if child.booted}
         problems += [f"worker {slot}: not booted" for slot in range(self.workers) if slot not in booted]
         if self.limiter.failing or not self.limiter.polled_at:

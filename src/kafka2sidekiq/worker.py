@@ -70,6 +70,7 @@ class Worker:
         self.limited: Callable[[], bool] = lambda: False  # the limiter's verdict and budget
         self.spent: Callable[[int], None] = lambda payload_bytes: None
         self.on_oom: Callable[[], None] = lambda: None
+        self.waiting: Callable[[], None] = lambda: None  # called in each retry: the counters still travel
         self.applied: Callable[[dict[int, int]], None] = lambda released: None  # a plan is in effect
         # K2S_COMMIT_ON=performed: report() gets what Sidekiq finished, on_pushed() what Redis has
         self.performed = (Performed(self.sink.client, self.sink.prefix, settings.topic,
@@ -166,6 +167,7 @@ class Worker:
                 (self.source.pause if held else self.source.resume)()
                 self._held = held
             messages = self.source.consume(size, wait)
+            stats.consumed += len(messages)
             start = 0
             while start < len(messages) and not self.should_stop():
                 start = self.deliver(messages, start)
@@ -200,7 +202,9 @@ class Worker:
             except RedisUnavailable as exc:
                 if self.should_stop():
                     return end
+                self.stats.redis_retries += 1
                 self.beat()
+                self.waiting()
                 if str(exc).startswith("OOM"):
                     self.on_oom()
                 log.warning("Redis push failed, retrying the same batch: %s", exc)
@@ -271,9 +275,12 @@ class Worker:
                 return result
             except (RedisUnavailable, KafkaException, redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("could not %s, retrying: %s", what, exc)
+                if not isinstance(exc, KafkaException):
+                    self.stats.redis_retries += 1
             if self.should_stop():
                 raise SystemExit(0)
             self.beat()
+            self.waiting()
             self.backoff.sleep(self.should_stop)
 
     @staticmethod
@@ -312,19 +319,23 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
 
     def send_stats() -> None:
         nonlocal stats_sent
-        worker.stats.lag = worker.source.lag(worker.position)
+        worker.stats.position = worker.position
         worker.stats.ledger_conflicts = worker.sink.conflicts
         channel.send(sock, Stats(worker.stats.snapshot()))
         stats_sent = time.monotonic()
 
-    def next_plan() -> list[int] | None:
+    def send_stats_when_due() -> None:
         if time.monotonic() - stats_sent >= SNAPSHOT_SECONDS:
             send_stats()
+
+    def next_plan() -> list[int] | None:
+        send_stats_when_due()
         return read_supervisor()
 
     worker = Worker(settings, should_stop=should_stop, report=lambda done: channel.send(sock, Offsets(done)),
                     beat=beat)
     worker.quiet = lambda: quiet
+    worker.waiting = send_stats_when_due
     budget = Budget(page, settings.limiter_stale_ms / 1000)
     worker.limited, worker.spent, worker.on_oom = budget.exhausted, budget.spend, page.report_oom
     worker.applied = lambda released: channel.send(sock, Applied(generation, released))

@@ -56,9 +56,9 @@ def test_metrics_match_redis_and_health_follows_a_stopped_worker(bootstrap, make
         m = wait_for(caught_up, 15, "the scrape to count the 25 rejects")
         for queue in ("default", "mailers"):
             assert m[("k2s_jobs_pushed_total", ("queue", queue))] == redis_client.llen(f"queue:{queue}") == 3000
-        assert m[("k2s_batch_size_count",)] >= 2
-        assert m[("k2s_batch_size_sum",)] == 6025
-        assert m[("k2s_redis_push_seconds_count",)] == m[("k2s_batch_size_count",)]
+        assert m[("k2s_batch_size_messages_count",)] >= 2
+        assert m[("k2s_batch_size_messages_sum",)] == 6025
+        assert m[("k2s_redis_push_seconds_count",)] == m[("k2s_batch_size_messages_count",)]
         lags = {k[1][1]: v for k, v in m.items() if k[0] == "k2s_consumer_lag_messages"}
         assert sorted(lags, key=int) == [str(p) for p in range(8)] and not any(lags.values())
         assert m[("k2s_time_to_drain_seconds",)] == 0

@@ -8,10 +8,11 @@ import pytest
 
 from kafka2sidekiq import channel
 from kafka2sidekiq.channel import (Applied, Assign, Assigned, Booted, Commit, Fatal, Leave, Offsets, Quiet, Revoked,
-                                   RevokeDone, Stats)
+                                   RevokeDone, Stats, Watermarks)
 
 EXAMPLES = [Booted(), Fatal("cannot reach Redis at redis://127.0.0.1:1/0"), Offsets({0: 12, 7: 2**40}), Offsets({}, pushed={3: 4}),
-            Stats({"pushed": {"default": 3}, "lag": {"1": 4}}), Assigned([0, 1, 2]), Revoked([2]),
+            Stats({"pushed": {"default": 3}, "position": {"1": 4}}), Assigned([0, 1, 2]), Revoked([2]),
+            Watermarks(high={0: 40, 3: 7}, committed={0: 12}), Watermarks(error="timed out"),
             Revoked([5], lost=True), Applied(3, {2: 17}), Assign([0, 2], generation=3, quiet=True), Quiet(),
             Commit({3: 9}, now=True), Leave(), RevokeDone({2: 17})]
 

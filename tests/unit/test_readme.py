@@ -36,7 +36,7 @@ def test_every_metric_is_documented():
     names = {f.name + ("_total" if f.type == "counter" else "")
              for f in text_string_to_metric_families(host.exposition().decode())}
     text = README.read_text()
-    assert len(names) == 17
+    assert len(names) == 21
     assert [n for n in sorted(names) if f"| `{n}" not in text] == []
 
 

@@ -51,9 +51,6 @@ class FakeSource:
     def resume(self):
         pass
 
-    def lag(self, position):
-        return {}
-
     def commit(self, offsets, wait=False):
         pass
 

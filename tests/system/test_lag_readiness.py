@@ -1,0 +1,134 @@
+"""Lag and readiness from the truth: the lag is what the broker has and Redis has not,
+even while Redis is down and the workers fetch nothing; /readyz follows the broker
+going away and coming back. Each test stops only what it started itself (by PID)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import REPO, Bridge, RedisServer, bridge_env, free_port, numbered_jobs, produce, wait_for
+from test_metrics_health import get, samples
+
+
+def lags(base: str) -> dict[str, float]:
+    return {k[1][1]: v for k, v in samples(base).items() if k[0] == "k2s_consumer_lag_messages"}
+
+
+def test_lag_counts_the_messages_waiting_while_redis_is_down(bootstrap, make_topic, tmp_path):
+    topic = make_topic(4)
+    redis = RedisServer(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bridge = Bridge(bridge_env(bootstrap, redis.url, topic, workers=1, http=f"127.0.0.1:{port}"), "run")
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to say ready")
+        produce(bootstrap, topic, numbered_jobs(4, keys=4))
+        wait_for(lambda: (lag := lags(base)) and len(lag) == 4 and not any(lag.values()), 20,
+                 "the 4 first jobs to be in Redis (lag 0)")
+        redis.stop()
+        produce(bootstrap, topic, numbered_jobs(6, keys=6))
+        lag = wait_for(lambda: (lag := lags(base)) and sum(lag.values()) == 6 and lag, 15,
+                       "the lag to count the 6 messages waiting")
+        drain = samples(base)[("k2s_time_to_drain_seconds",)]
+        print(f"Redis down, 6 messages waiting: lag {lag}, time to drain {drain}")
+        assert drain > 0, f"time to drain {drain} with {lag} waiting"
+        redis.start()
+        wait_for(lambda: (lag := lags(base)) and not any(lag.values()), 30, "the lag to return to 0")
+        m = wait_for(lambda: (m := samples(base))[("k2s_jobs_pushed_total", ("queue", "default"))] == 10 and m,
+                     5, "the counters of the next snapshot")
+        assert m[("k2s_messages_consumed_total",)] == 10
+        assert m[("k2s_redis_retries_total",)] >= 1  # the pushes tried while Redis was down
+    finally:
+        code = bridge.stop()
+        redis.stop()
+    assert code == 0, bridge.output()[-3000:]
+
+
+def free_ports(n: int) -> int:
+    """A port p such that p .. p+n-1 are free (the broker's listeners: plain, controller, SASL)."""
+    for _ in range(50):
+        p = free_port()
+        if p + n < 65536 and all(_free(p + i) for i in range(n)):
+            return p
+    raise AssertionError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class OwnBroker:
+    """A Kafka broker of this test's own (scripts/services.py in a folder of the test's),
+    so killing it disturbs no other test."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_ports(3)
+        self.env = {**os.environ, "K2S_SERVICES_DIR": str(directory), "K2S_SERVICES_NAME": "readiness",
+                    "K2S_LOCAL_KAFKA_PORT": str(self.port), "K2S_LOCAL_REDIS_PORT": str(free_port())}
+        self.pid_file = directory / "kafka.pid"
+        self.start()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        up = subprocess.run([sys.executable, str(REPO / "scripts" / "services.py"), "up", "kafka"], env=self.env,
+                            capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+
+    def kill(self) -> None:
+        pid = int(self.pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 10, "the broker to die")
+
+    def stop(self) -> None:
+        subprocess.run([sys.executable, str(REPO / "scripts" / "services.py"), "down", "kafka"], env=self.env,
+                       capture_output=True, timeout=60)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_readyz_fails_within_the_bound_of_a_broker_kill_and_recovers(redis_url, tmp_path):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    broker = OwnBroker(tmp_path)
+    bound = 4
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bridge = None
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_topics([NewTopic("jobs", num_partitions=2, replication_factor=1)])["jobs"].result(timeout=30)
+        bridge = Bridge(bridge_env(broker.bootstrap, redis_url, "jobs", workers=1, http=f"127.0.0.1:{port}",
+                                   broker_timeout_seconds=bound), "run")
+        wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to say ready")
+        broker.kill()
+        killed = time.monotonic()
+        status, body = wait_for(lambda: (r := get(base + "/readyz"))[0] == 503 and r, bound + 10,
+                                "/readyz to fail")
+        took = time.monotonic() - killed
+        print(f"/readyz 503 {took:.1f}s after the broker was killed (bound {bound}s): {body.strip()}")
+        assert "Kafka has not answered" in body, body
+        assert took <= bound + 2 + 1, f"/readyz failed {took:.1f}s after the kill (bound {bound}s)"
+        assert get(base + "/healthz")[0] == 200  # alive: restarting it would not bring the broker back
+        broker.start()
+        wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to recover")
+    finally:
+        code = bridge.stop() if bridge else 0
+        broker.stop()
+    assert code == 0, bridge.output()[-3000:]
