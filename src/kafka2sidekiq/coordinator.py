@@ -45,6 +45,7 @@ from .channel import Assigned, Booted, Commit, Fatal, Leave, Revoked, RevokeDone
 from .leave import leave_group
 from .config import Settings
 from .source import MANUAL_OFFSETS, admin_config
+from .titles import Title
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def consumer_config(settings: Settings) -> dict:
 
 class Coordinator:
     def __init__(self, settings: Settings, sock, beat: Callable[[], None],
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], bool], title: Title | None = None) -> None:
         self.topic = settings.topic
+        self.title = title
         self.sock, self.beat, self.should_stop = sock, beat, should_stop
         self.leave = settings.leave_on_stop  # at shutdown, leave the group for good
         self.owned: set[int] = set()
@@ -105,12 +107,17 @@ class Coordinator:
             self.beat()
         if self.fatal is not None:
             return self._give_up(self.fatal)
+        self._show("leaving the group" if self.leave else "stopping")
         self._read(0)
         self._commit(wait=True)
         self.consumer.close()
         if self.leave:
             leave_group(self.config, self.group, self.config["group.instance.id"])
         return exits.OK
+
+    def _show(self, state: str) -> None:
+        if self.title:
+            self.title.partitions(self.topic, self.owned, state)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() == KafkaError._FATAL:  # a consumer's is the _FATAL event
@@ -171,6 +178,7 @@ class Coordinator:
             channel.send(self.sock, Booted())
         self.owned |= {tp.partition for tp in partitions}
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
+        self._show("joined")
         channel.send(self.sock, Assigned(sorted(self.owned)))
 
     def _on_revoke(self, consumer, partitions) -> None:
@@ -185,6 +193,7 @@ class Coordinator:
             waited += 0.2
         self._commit(wait=True)
         self.owned -= gone
+        self._show("joined")
         self._unassign(consumer, partitions)
 
     def _on_lost(self, consumer, partitions) -> None:
@@ -193,6 +202,7 @@ class Coordinator:
         self.owned -= gone
         self.pending = {p: o for p, o in self.pending.items() if p not in gone}
         channel.send(self.sock, Revoked(sorted(gone), lost=True))
+        self._show("lost its partitions")
         self._unassign(consumer, partitions)
 
     def _unassign(self, consumer, partitions) -> None:
@@ -248,6 +258,9 @@ class EndOffsets:
         self.futures = (high, committed)
 
 
-def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool]) -> int:
+def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool],
+         title: Title | None = None) -> int:
     """The coordinator child of the supervisor; returns the exit code."""
-    return Coordinator(settings, sock, beat, should_stop).run()
+    if title:
+        title.set(state="joining the group")
+    return Coordinator(settings, sock, beat, should_stop, title).run()

@@ -40,6 +40,7 @@ from .channel import (Applied, Assign, Assigned, Booted, Commit, Fatal, Leave, O
 from .config import Settings
 from .limiter import Limiter, Page
 from .metrics import HostMetrics, Server, partition_lag
+from .titles import Title
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Supervisor:
         self.metrics = HostMetrics(self.limiter, self.processes, lambda: self.owned, self.lag,
                                    lambda: self.quiet, settings.encoder)
         self.server: Server | None = None
+        self.title: Title | None = None            # set in run(): a Supervisor built in a test renames nothing
         self.committed_at = self.stats_at = self.rss_at = time.monotonic()
 
     # --- the loop --------------------------------------------------------------------------
@@ -132,6 +134,8 @@ class Supervisor:
         signal.set_wakeup_fd(wake_write)
         for sig in HANDLED:
             signal.signal(sig, lambda signum, frame: self.signals.append(signum))
+        self.title = Title("supervisor")
+        self.show_title()
         log.info("supervisor %d: %d worker(s), topic %s, group %s", os.getpid(), self.workers,
                  self.settings.topic, self.settings.group_id)
         if self.settings.http:
@@ -148,6 +152,7 @@ class Supervisor:
             self.spawn(slot)
         while self.children or not self.stopping:
             self.dispatch_signals()
+            self.show_title()  # a string compared each turn; setproctitle only on a change
             self.reap()
             if self.gave_up:
                 self.stop("fast")
@@ -174,6 +179,11 @@ class Supervisor:
         return self.exit_code
 
     # --- signals ---------------------------------------------------------------------------
+
+    def show_title(self) -> None:
+        if self.title:
+            state = ", stopping" if self.stopping else ", quiet" if self.quiet else ""
+            self.title.set(f"{self.workers} worker{'s' if self.workers != 1 else ''}{state}")
 
     def dispatch_signals(self) -> None:
         while self.signals:
@@ -260,6 +270,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         parent = os.getppid()
         self.configure_child_logging(*role_of(slot))
+        title = Title(role_name(slot), state="booting")
 
         def should_stop() -> bool:
             return bool(stopping) or os.getppid() != parent  # an orphan leaves
@@ -269,9 +280,9 @@ class Supervisor:
 
         if slot == COORDINATOR:
             from . import coordinator
-            return coordinator.main(self.settings, sock, beat, should_stop)
+            return coordinator.main(self.settings, sock, beat, should_stop, title)
         from . import worker
-        return worker.main(self.settings, sock, beat, should_stop, self.page)
+        return worker.main(self.settings, sock, beat, should_stop, self.page, title)
 
     def reap(self) -> None:
         while True:

@@ -29,6 +29,7 @@ from .metrics import SNAPSHOT_SECONDS, WorkerStats
 from .performed import Performed
 from .sink import Backoff, Range, RedisUnavailable, Sink, connect
 from .source import DeadLetters, Source, keep_fetch_memory
+from .titles import Title
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Worker:
         self.spent: Callable[[int], None] = lambda payload_bytes: None
         self.on_oom: Callable[[], None] = lambda: None
         self.waiting: Callable[[], None] = lambda: None  # called in each retry: the counters still travel
+        self.show: Callable[[str], None] = lambda state: None  # the process title: on a change of state
+        self._shown = ""
         self.applied: Callable[[dict[int, int]], None] = lambda released: None  # a plan is in effect
         # K2S_COMMIT_ON=performed: report() gets what Sidekiq finished, on_pushed() what Redis has
         self.performed = (Performed(self.sink.client, self.sink.prefix, settings.topic,
@@ -138,6 +141,7 @@ class Worker:
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
         if self._held:
             self.source.pause()
+        self._title(self._state(), force=True)
         log.info("reading %d partition(s) of %s from %s", len(partitions), self.settings.topic,
                  ", ".join(f"{p}@{o}" for p, o in self.position.items()) or "nothing")
         return released
@@ -160,12 +164,14 @@ class Worker:
             if self.performed and time.monotonic() - self._collected_at >= self.settings.commit_interval_ms / 1000:
                 self.collect_performed()
             if self.quiet():
+                self._title("quiet")
                 time.sleep(wait)
                 continue
             held = self.limited()
             if held != self._held:  # pause or resume fetching; keep serving librdkafka
                 (self.source.pause if held else self.source.resume)()
                 self._held = held
+                self._title(self._state())
             messages = self.source.consume(size, wait)
             stats.consumed += len(messages)
             start = 0
@@ -177,8 +183,21 @@ class Worker:
                 log.info("pushed %d jobs (%.0f/s), %d rejected", pushed,
                          (pushed - logged_pushed) / (now - logged), sum(stats.rejected.values()))
                 logged, logged_pushed = now, pushed
+        self._title("stopping")
         if self.performed:
             self.collect_performed()  # the latest of what Sidekiq finished, for the last commit
+
+    def _state(self) -> str:
+        return "idle" if not self.position else "paused (limiter)" if self._held else "pushing"
+
+    def _title(self, state: str, force: bool = False) -> None:
+        if force or state != self._shown:
+            self._shown = state
+            self.show(state)
+
+    def _recovered(self) -> None:
+        if self._shown.startswith("retrying"):
+            self._title(self._state())
 
     def deliver(self, messages: list, start: int = 0) -> int:
         """Push the batch of ``messages`` from ``start`` that batch_max_bytes allows, and
@@ -203,6 +222,7 @@ class Worker:
                 if self.should_stop():
                     return end
                 self.stats.redis_retries += 1
+                self._title("retrying Redis")
                 self.beat()
                 self.waiting()
                 if str(exc).startswith("OOM"):
@@ -211,6 +231,7 @@ class Worker:
                 self.backoff.sleep(self.should_stop)
                 continue
             if not stale:
+                self._recovered()
                 self.backoff.reset()
                 self.stats.batch(batch, time.perf_counter() - started)
                 self.spent(batch.size)
@@ -271,12 +292,14 @@ class Worker:
         while True:
             try:
                 result = action()
+                self._recovered()
                 self.backoff.reset()
                 return result
             except (RedisUnavailable, KafkaException, redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("could not %s, retrying: %s", what, exc)
                 if not isinstance(exc, KafkaException):
                     self.stats.redis_retries += 1
+                self._title(f"retrying ({what})")
             if self.should_stop():
                 raise SystemExit(0)
             self.beat()
@@ -296,7 +319,8 @@ class Worker:
         self.dead.producer.flush(10)
 
 
-def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool], page: Page) -> int:
+def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callable[[], bool], page: Page,
+         title: Title | None = None) -> int:
     """A worker child of the supervisor: boot, then the loop, taking its partitions
     from the supervisor's Assign messages and reporting offsets and counters back.
     Returns the exit code (exits.BOOT or exits.UNAVAILABLE when it could not boot)."""
@@ -336,6 +360,8 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
                     beat=beat)
     worker.quiet = lambda: quiet
     worker.waiting = send_stats_when_due
+    if title:
+        worker.show = lambda state: title.partitions(settings.topic, worker.position, state)
     budget = Budget(page, settings.limiter_stale_ms / 1000)
     worker.limited, worker.spent, worker.on_oom = budget.exhausted, budget.spend, page.report_oom
     worker.applied = lambda released: channel.send(sock, Applied(generation, released))
