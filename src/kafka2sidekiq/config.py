@@ -396,6 +396,31 @@ def load(env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None =
     return settings
 
 
+# librdkafka keys whose values are not to be shown (a log line, an error line).
+SECRET = re.compile(r"password|secret|token|jaas|credential|\.pem$|oauthbearer\.config|\bkey$")
+
+
+def effective(settings: Settings) -> str:
+    """Every setting as the bridge will use it, one line, passwords and secrets as ***."""
+    def shown(s: Setting, value: Any) -> str:
+        if s.parse is _redis_url:
+            return redact(value)
+        if s.parse is _mark:
+            return f"{value[1] * 100:g}%" if value[0] == "fraction" else f"{value[1]:.0f}"
+        if s.parse is _listen:
+            return f"{value[0]}:{value[1]}" if value else ""
+        if s.parse is _name_list:
+            return ",".join(sorted(value)) if value else ""
+        if s.parse is _flag:
+            return "true" if value else "false"
+        return str(value)
+
+    out = [f"{s.env}={shown(s, getattr(settings, s.name))}" for s in SETTINGS]
+    out += [f"{KAFKA_PASSTHROUGH}{key.upper().replace('.', '_')}={'***' if SECRET.search(key) else value}"
+            for key, value in sorted(settings.kafka.items())]
+    return " ".join(out)
+
+
 def redact(url: str) -> str:
     """A URL fit for a log line: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit

@@ -248,7 +248,8 @@ def run(settings: Settings, action: str, filters: Filters, limit: int | None = N
                 break
     except KafkaException as exc:
         say(f"kafka2sidekiq dlq: cannot read {topic} at {settings.bootstrap_servers}: {exc}")
-        return 1
+        from .failures import failure
+        return failure(exc, settings)[0]  # unreachable 75, refused 77, else 1
     failed = replayer.finish() if replayer else []
     for line in failed:
         say(f"failed: {line}")

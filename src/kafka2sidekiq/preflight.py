@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Mapping
 
-from .config import KAFKA_PASSTHROUGH, ConfigError, Settings, kafka_variable
+from .config import KAFKA_PASSTHROUGH, SECRET, ConfigError, Settings, kafka_variable
 
 PROBE_SECONDS = 10.0
 MAX_ANSWER_BYTES = 4096
@@ -40,9 +40,6 @@ FROM_SETTINGS = {
     "fetch.wait.max.ms": "K2S_BATCH_WAIT_MS",
     "fetch.queue.backoff.ms": "K2S_BATCH_WAIT_MS",
 }
-
-# Values not to be repeated in an error line.
-SECRET = re.compile(r"password|secret|token|jaas|credential|\.pem$|oauthbearer\.config|\bkey$")
 
 
 def check(settings: Settings, env: Mapping[str, str] | None = None, timeout: float = PROBE_SECONDS) -> None:

@@ -43,7 +43,7 @@ def test_push_writes_the_job_and_refuses_a_bad_one(bootstrap, redis_url, redis_c
     assert (job["class"], job["args"], job["retry"]) == ("HardJob", [1, "two"], False)
     assert json.loads(out.stdout.split(" ", 1)[1]) == job
     bad = cli(env, "push", "--class", "HardJob", "--args", '{"not": "an array"}')
-    assert bad.returncode == 1 and "rejected: job 0: bad_args" in bad.stderr
+    assert bad.returncode == 65 and "--args must be an array, not an object" in bad.stderr
     assert cli(env, "push", "--class", "HardJob", "--retry", "maybe").returncode == 2
     assert redis_client.llen("queue:default") == 1
 

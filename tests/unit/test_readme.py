@@ -45,8 +45,10 @@ def test_every_exit_code_is_documented():
 
     text = README.read_text()
     line = text[text.index("Exit codes:"):text.index("\n\n", text.index("Exit codes:"))]
+    from kafka2sidekiq import exits
+
     codes = {cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, supervisor.EXIT_BOOT, supervisor.EXIT_CRASHLOOP,
-             config.EXIT_CONFIG}
+             config.EXIT_CONFIG, exits.INVALID_JOB, exits.UNAVAILABLE, exits.REFUSED, exits.INTERRUPTED}
     assert [c for c in sorted(codes) if f"{c} " not in line] == []
 
 
