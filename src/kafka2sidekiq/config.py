@@ -42,6 +42,14 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _workers(raw: str) -> int:
+    """'auto': the CPUs this process may use (affinity and cgroup quota); else a count."""
+    if raw.strip().lower() == "auto":
+        from .cpus import available
+        return available()
+    return _positive_int(raw)
+
+
 def _byte_size(raw: str) -> int:
     """'512mb', '1gb', '65536' -> bytes."""
     m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", raw.lower())
@@ -172,6 +180,7 @@ def _flag(raw: str) -> bool:
 
 _EXPECTED = {
     _positive_int: "a whole number above 0",
+    _workers: "a whole number above 0, or auto",
     _byte_size: "a size such as 65536, 512kb, 64mb or 1gb",
     _name_list: "a comma-separated list of names",
     _non_negative_int: "a whole number, 0 or more",
@@ -221,7 +230,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_wait_ms", _positive_int, "20",
             "when nothing has arrived, longest wait for the first message, milliseconds"),
     Setting("batch_max_bytes", _byte_size, "16mb", "most message bytes pushed to Redis at once"),
-    Setting("workers", _positive_int, str(os.cpu_count() or 1), "worker processes on this host"),
+    Setting("workers", _workers, "auto",
+            "worker processes on this host (auto: the CPUs this process may use: its CPU affinity, "
+            "lowered to its cgroup's CPU quota, rounded up)"),
     Setting("timestamps", _choice(TIMESTAMPS_FLOAT, TIMESTAMPS_MS), TIMESTAMPS_FLOAT,
             "created_at/enqueued_at: float seconds (Sidekiq 6, 7, 8) or ms (8 only)"),
     Setting("encoder", _choice("auto", "fast", "python"), "auto",
@@ -439,7 +450,7 @@ def markdown_table() -> str:
     """The README's settings table, made from the declarations above."""
     rows = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "CPU count" if s.name == "workers" else (f"`{s.default}`" if s.default else "(empty)")
+        default = f"`{s.default}`" if s.default else "(empty)"
         rows.append(f"| `{s.env}` | `{s.flag}` | {default} | {s.help} |")
     rows.append(f"| `{KAFKA_PASSTHROUGH}<KEY>` | | | any librdkafka setting, dots as underscores: "
                 f"`K2S_KAFKA_SASL_MECHANISM=PLAIN` |")
