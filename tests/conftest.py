@@ -6,8 +6,10 @@ scripts/test has not started them, and then stopped here too."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -107,3 +109,24 @@ def cleanup():
         for child in children(bridge):
             child.kill()
         bridge.kill()
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory):
+    """(dist folder, venv) made by deploy/build.sh from a checkout of this tree: the sdist, a
+    wheel built from that sdist alone, a fresh venv with it. Built once per session."""
+    from helpers import run, user_env
+
+    tmp = tmp_path_factory.mktemp("release")
+    # what git would commit, and no build leftovers (an egg-info's SOURCES.txt, a generated
+    # .c) that could make a broken MANIFEST.in look right
+    files = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO).stdout
+    for name in filter(None, files.split("\0")):
+        if (REPO / name).is_file():
+            (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tmp / "src" / name)
+    start = time.monotonic()
+    run([str(tmp / "src" / "deploy" / "build.sh"), str(tmp / "venv"), str(tmp / "dist")],
+        env=user_env(PYTHON=sys.executable))
+    print(f"deploy/build.sh: sdist -> wheel -> fresh venv in {time.monotonic() - start:.1f}s")
+    return tmp / "dist", tmp / "venv"

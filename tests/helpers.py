@@ -248,3 +248,16 @@ def still(read, what: str, seconds: float = 1.0, tries: int = 10):
             return now
         last = now
     raise AssertionError(f"{what} still changing after {tries * seconds:.0f}s: {last}")
+
+
+def run(argv, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """argv to completion (bounded); fails the test with its output unless it exited 0."""
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    assert out.returncode == 0, f"{argv} exited {out.returncode}:\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
+    return out
+
+
+def user_env(**extra: str) -> dict:
+    """A user's shell: none of this work tree's K2S_ settings or Python import paths."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("K2S_", "PYTHON"))}
+    return {**env, **extra}
