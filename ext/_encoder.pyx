@@ -18,8 +18,8 @@ from libc.math cimport isfinite
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
-from .encoder_py import (MAX_EPOCH_SECONDS, MAX_NAME_BYTES, REASONS, Batch, EncoderOptions,
-                         check_args, check_extra)
+from .encoder_py import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
+                         Batch, EncoderOptions, format_seconds_ms, int_max_chars)
 from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
 
 cdef extern from "Python.h":
@@ -29,11 +29,14 @@ cdef extern from "Python.h":
     int Py_DTSF_ADD_DOT_0
 
 cdef extern from "k2s_json.h":
-    int K2S_JSON_OK, K2S_JSON_BAD, K2S_JSON_DEFER, K2S_JSON_RESERVED
+    int K2S_JSON_OK, K2S_JSON_BAD, K2S_JSON_RESERVED, K2S_JSON_DUPLICATE, K2S_JSON_BAD_TAGS
+    int K2S_JSON_BAD_RETRY_FOR, K2S_JSON_NOMEM
     ctypedef struct k2s_keys:
         pass
     void k2s_keys_init(k2s_keys *keys, const char *const *list)
-    int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const k2s_keys *keys)
+    int k2s_json_array(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars)
+    int k2s_json_object(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars,
+                        const k2s_keys *keys)
 
 cdef extern from "k2s_wire.h":
     ctypedef struct k2s_job:
@@ -78,8 +81,20 @@ cdef int R_BAD_EXTRA = REASONS.index("bad_extra")
 cdef int R_RESERVED_EXTRA_KEY = REASONS.index("reserved_extra_key")
 cdef int R_BAD_AT = REASONS.index("bad_at")
 cdef int R_BAD_CREATED_AT = REASONS.index("bad_created_at")
+cdef int R_DUPLICATE_EXTRA_KEY = REASONS.index("duplicate_extra_key")
+cdef int R_BAD_TAGS = REASONS.index("bad_tags")
+cdef int R_BAD_RETRY_FOR = REASONS.index("bad_retry_for")
 
 cdef size_t NAME_MAX = MAX_NAME_BYTES
+cdef int ARGS_DEPTH = MAX_ARGS_DEPTH
+cdef int EXTRA_DEPTH = MAX_EXTRA_DEPTH
+# k2s_json_object's verdicts -> reasons
+cdef int EXTRA_REASONS[7]
+EXTRA_REASONS[K2S_JSON_BAD] = R_BAD_EXTRA
+EXTRA_REASONS[K2S_JSON_RESERVED] = R_RESERVED_EXTRA_KEY
+EXTRA_REASONS[K2S_JSON_DUPLICATE] = R_DUPLICATE_EXTRA_KEY
+EXTRA_REASONS[K2S_JSON_BAD_TAGS] = R_BAD_TAGS
+EXTRA_REASONS[K2S_JSON_BAD_RETRY_FOR] = R_BAD_RETRY_FOR
 cdef double EPOCH_MAX = MAX_EPOCH_SECONDS
 # Room for everything in a payload that is not copied from the message itself.
 cdef size_t FIXED_ROOM = 512
@@ -115,10 +130,13 @@ cdef char *put_double(char *w, double value) except NULL:
 
 
 cdef char *put_ms_as_seconds(char *w, int64_t ms) except NULL:
+    """`ms` as repr(ms / 1000) writes it (w has room for 48 bytes)."""
     cdef size_t n = k2s_write_ms_as_seconds(w, ms)
     if n:
         return w + n
-    return put_double(w, <double>ms / 1000.0)
+    # Before 1970 or after 2248: Python's division, rounded once (a double's would round
+    # twice past 2**53), in the rare batch that has such a time.
+    return put_lit(w, format_seconds_ms(ms))
 
 
 cdef enum:
@@ -129,7 +147,7 @@ cdef struct Spans:
     uint8_t slot[256]  # 1 + the span of a partition (by its low byte), or 0: a hint, checked
     int64_t partition[MAX_SPANS]
     int64_t first[MAX_SPANS]
-    int64_t next[MAX_SPANS]
+    int64_t last[MAX_SPANS]  # the next offset is last + 1, in Python: 2**63 - 1 does not wrap
 
 
 cdef int spans_flush(Spans *spans, dict offsets) except -1:
@@ -138,9 +156,9 @@ cdef int spans_flush(Spans *spans, dict offsets) except -1:
     for k in range(spans.count):
         span = offsets.get(spans.partition[k])
         if span is None:
-            offsets[spans.partition[k]] = [spans.first[k], spans.next[k]]
+            offsets[spans.partition[k]] = [spans.first[k], <object>spans.last[k] + 1]
         else:
-            span[1] = spans.next[k]
+            span[1] = <object>spans.last[k] + 1
     spans.count, spans.current = 0, -1
     return 0
 
@@ -384,7 +402,7 @@ cdef class Encoder:
     cdef object class_allow, queue_allow
     cdef bytes default_queue
     cdef bint ms, jid_origin, add_origin
-    cdef size_t max_message_bytes
+    cdef size_t max_message_bytes, int_chars
 
     def __cinit__(self):
         self.buf = NULL
@@ -395,6 +413,7 @@ cdef class Encoder:
         self.jid_origin = options.jid == "origin"
         self.add_origin = options.add_origin
         self.max_message_bytes = options.max_message_bytes
+        self.int_chars = int_max_chars()
         self.default_queue = options.default_queue.encode()
         self.class_allow = (None if options.class_allow is None
                             else frozenset(c.encode() for c in options.class_allow))
@@ -511,7 +530,7 @@ cdef class Encoder:
             end = index + 1
             if spans.current < 0 or spans.partition[spans.current] != partition:
                 span_find(&spans, offsets, partition, offset)
-            spans.next[spans.current] = offset + 1
+            spans.last[spans.current] = offset
             reason = self.check(data, n, &job)
             if reason != R_OK:
                 rejects.append((index, REASONS[reason]))
@@ -632,24 +651,16 @@ cdef class Encoder:
         k2s_strip(&job.args, &job.args_len)
         if job.args_len == 0:
             job.args, job.args_len = <const uint8_t *>b"[]", 2
-        verdict = k2s_json_check(job.args, job.args_len, b'[', NULL)
-        if verdict == K2S_JSON_DEFER:
-            verdict = K2S_JSON_OK if check_args(
-                PyBytes_FromStringAndSize(<const char *>job.args, job.args_len)) is None else K2S_JSON_BAD
-        if verdict != K2S_JSON_OK:
+        if k2s_json_array(job.args, job.args_len, ARGS_DEPTH, self.int_chars) != K2S_JSON_OK:
             return R_BAD_ARGS
 
         k2s_strip(&job.extra, &job.extra_len)
         if job.extra_len:
-            verdict = k2s_json_check(job.extra, job.extra_len, b'{', &RESERVED)
-            if verdict == K2S_JSON_DEFER:
-                slow = check_extra(PyBytes_FromStringAndSize(<const char *>job.extra, job.extra_len))
-                verdict = (K2S_JSON_OK if slow is None else
-                           K2S_JSON_RESERVED if slow == "reserved_extra_key" else K2S_JSON_BAD)
-            if verdict == K2S_JSON_BAD:
-                return R_BAD_EXTRA
-            if verdict == K2S_JSON_RESERVED:
-                return R_RESERVED_EXTRA_KEY
+            verdict = k2s_json_object(job.extra, job.extra_len, EXTRA_DEPTH, self.int_chars, &RESERVED)
+            if verdict != K2S_JSON_OK:
+                if verdict == K2S_JSON_NOMEM:
+                    raise MemoryError()
+                return EXTRA_REASONS[verdict]
             job.extra += 1  # the members only: they are spliced into the payload
             job.extra_len -= 2
             k2s_strip(&job.extra, &job.extra_len)

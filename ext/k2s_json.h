@@ -1,24 +1,39 @@
 /* JSON checking for the envelope encoder: is this byte string a UTF-8 JSON array
  * (args) or object (extra keys)? It never builds a value; it walks the bytes once, in one
- * loop with an explicit bracket stack.
+ * loop with an explicit bracket stack, and every answer is final: no input is handed to
+ * the reference, so no input costs more than a walk of its bytes (plus, for an object with
+ * many top-level keys, a sort of them).
  *
  * The verdicts must equal the reference encoder's (msgspec plus a depth limit,
- * encoder_py.check_args / check_extra). Where agreeing would mean re-implementing
- * msgspec's number parsing (an exponent, or more than 18 integer digits: out-of-range
- * floats and huge integers) the checker answers K2S_JSON_DEFER and the caller asks the
- * reference. Every other answer is final.
+ * encoder_py.check_args / check_extra): a number is bad when msgspec cannot represent it,
+ * that is a float (a fraction or an exponent) whose value rounds past DBL_MAX, or an
+ * integer longer than Python's int parsing limit (sign included).
  */
 #ifndef K2S_JSON_H
 #define K2S_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { K2S_JSON_OK = 0, K2S_JSON_BAD = 1, K2S_JSON_DEFER = 2, K2S_JSON_RESERVED = 3 };
+/* Verdicts, in order of precedence when an object has several faults. */
+enum {
+    K2S_JSON_OK = 0, K2S_JSON_BAD = 1, K2S_JSON_RESERVED = 2, K2S_JSON_DUPLICATE = 3,
+    K2S_JSON_BAD_TAGS = 4, K2S_JSON_BAD_RETRY_FOR = 5, K2S_JSON_NOMEM = 6,
+};
 
-#define K2S_JSON_MAX_DEPTH 64
-#define K2S_JSON_MAX_PLAIN_DIGITS 18
+#define K2S_JSON_MAX_DEPTH 100
+#define K2S_RETRY_FOR_MAX 1000000000LL
+
+/* AddressSanitizer, as gcc (__SANITIZE_ADDRESS__) and clang (__has_feature) announce it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define K2S_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define K2S_ASAN 1
+#endif
+#endif
 
 /* 1 for the bytes that may stand in a string as they are: printable ASCII but '"', '\\'. */
 static const uint8_t k2s_plain[256] = {
@@ -163,7 +178,7 @@ static const uint8_t *k2s_string(const uint8_t *p, const uint8_t *end, int *esca
  * into: they stay in p's page, which is readable since p is (bytes past the data are
  * then ignored). Never under AddressSanitizer, which would rightly report the read. */
 static inline int k2s_page_holds(const void *p, size_t n) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(K2S_ASAN)
     (void)p, (void)n;
     return 0;
 #else
@@ -195,32 +210,67 @@ static inline const uint8_t *k2s_digits(const uint8_t *p, const uint8_t *end) {
     return p;
 }
 
-/* A number at p: the byte after it, or NULL. Sets *defer when msgspec must judge it. */
-static const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end, int *defer) {
-    const uint8_t *q;
+/* Whether a float literal (a fraction or an exponent) rounds past DBL_MAX: its value lies
+ * in [10**e10, 10**(e10 + 1)), decided without converting it unless e10 is 308. `digits`
+ * runs over the integer and fraction digits (a '.' between them), `exp` is the exponent's
+ * value, saturated. */
+static int k2s_float_overflows(const uint8_t *number, const uint8_t *digits, const uint8_t *digits_end,
+                               int64_t exp) {
+    int64_t place = -1;  /* the power of ten of the digit at p */
+    const uint8_t *p = digits;
+    while (p < digits_end && *p >= '0' && *p <= '9') p++;
+    place = (int64_t)(p - digits) - 1;
+    for (p = digits; p < digits_end; p++) {
+        if (*p == '.') continue;
+        if (*p != '0') break;
+        place--;
+    }
+    if (p >= digits_end) return 0;  /* zero */
+    int64_t e10 = place + exp;
+    if (e10 < 308) return 0;
+    if (e10 > 308) return 1;
+    /* strtod rounds correctly, as msgspec does; the text ends before the buffer does
+     * (a closing bracket follows every number the checker accepts) */
+    double value = strtod((const char *)number, NULL);
+    return value > 1.7976931348623157e308 || value < -1.7976931348623157e308;
+}
+
+/* A number at p: the byte after it, or NULL when it is malformed or msgspec cannot read it
+ * (an integer of more than max_int_chars bytes, a float that overflows). */
+static const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end, size_t max_int_chars) {
+    const uint8_t *start = p, *q, *digits, *digits_end;
+    int64_t exp = 0;
+    int negative_exp = 0;
     if (*p == '-') p++;
     if (p >= end) return NULL;
+    digits = p;
     if (*p == '0') {
         p++;
     } else {
         q = k2s_digits(p, end);
         if (q == p) return NULL;
-        if (q - p > K2S_JSON_MAX_PLAIN_DIGITS) *defer = 1;
         p = q;
     }
+    int is_float = 0;
     if (p < end && *p == '.') {
         q = k2s_digits(p + 1, end);
         if (q == p + 1) return NULL;
         p = q;
+        is_float = 1;
     }
+    digits_end = p;
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
-        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p < end && (*p == '+' || *p == '-')) negative_exp = *p++ == '-';
         q = k2s_digits(p, end);
         if (q == p) return NULL;
-        p = q;
-        *defer = 1;  /* may be out of range */
+        for (; p < q; p++)
+            if (exp < 100000000) exp = exp * 10 + (*p - '0');  /* saturated: far past any double */
+        if (negative_exp) exp = -exp;
+        is_float = 1;
     }
+    if (!is_float) return (size_t)(p - start) > max_int_chars ? NULL : p;
+    if (k2s_float_overflows(start, digits, digits_end, exp)) return NULL;
     return p;
 }
 
@@ -253,12 +303,146 @@ static int k2s_key_reserved(const k2s_keys *keys, const uint8_t *s, size_t n) {
     return 0;
 }
 
-/* Check that s[0:n] (no surrounding white space) is one JSON value opening with
- * `open` ('[' or '{'). With `keys`, also flag a top-level key that is one of them. */
-static int k2s_json_check(const uint8_t *s, size_t n, uint8_t open, const k2s_keys *keys) {
+/* The top-level keys of an object, as text without escapes, for the duplicate check. */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} k2s_span;
+
+#define K2S_INLINE_KEYS 16
+
+typedef struct {
+    k2s_span inline_keys[K2S_INLINE_KEYS], *keys;
+    size_t count, cap;
+    uint8_t *text;  /* unescaped keys, when any key has an escape: at most as long as the object */
+    size_t used, size;
+    int tags, retry_for;  /* faults of these two keys' values */
+} k2s_members;
+
+static void k2s_members_init(k2s_members *m, size_t n) {
+    m->keys = m->inline_keys;
+    m->count = 0, m->cap = K2S_INLINE_KEYS;
+    m->text = NULL, m->used = 0, m->size = n;
+    m->tags = m->retry_for = 0;
+}
+
+static void k2s_members_free(k2s_members *m) {
+    if (m->keys != m->inline_keys) free(m->keys);
+    free(m->text);
+}
+
+static int k2s_members_add(k2s_members *m, const uint8_t *p, size_t n) {
+    if (m->count == m->cap) {
+        size_t cap = m->cap * 2;
+        k2s_span *keys = (k2s_span *)malloc(cap * sizeof *keys);
+        if (!keys) return -1;
+        memcpy(keys, m->keys, m->count * sizeof *keys);
+        if (m->keys != m->inline_keys) free(m->keys);
+        m->keys = keys, m->cap = cap;
+    }
+    m->keys[m->count].p = p, m->keys[m->count].n = n;
+    m->count++;
+    return 0;
+}
+
+static size_t k2s_put_utf8(uint8_t *out, unsigned u) {
+    if (u < 0x80) { out[0] = (uint8_t)u; return 1; }
+    if (u < 0x800) { out[0] = (uint8_t)(0xC0 | u >> 6); out[1] = (uint8_t)(0x80 | (u & 0x3F)); return 2; }
+    if (u < 0x10000) {
+        out[0] = (uint8_t)(0xE0 | u >> 12); out[1] = (uint8_t)(0x80 | (u >> 6 & 0x3F));
+        out[2] = (uint8_t)(0x80 | (u & 0x3F));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xF0 | u >> 18); out[1] = (uint8_t)(0x80 | (u >> 12 & 0x3F));
+    out[2] = (uint8_t)(0x80 | (u >> 6 & 0x3F)); out[3] = (uint8_t)(0x80 | (u & 0x3F));
+    return 4;
+}
+
+/* The text of the string s[0:n] (between its quotes, already checked by k2s_string) at
+ * out, escapes resolved; its length, never more than n. */
+static size_t k2s_unescape(const uint8_t *s, size_t n, uint8_t *out) {
+    const uint8_t *end = s + n;
+    uint8_t *w = out;
+    while (s < end) {
+        if (*s != '\\') { *w++ = *s++; continue; }
+        uint8_t ch = s[1];
+        s += 2;
+        switch (ch) {
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u': {
+            unsigned u, lo;
+            k2s_hex4(s, &u);
+            s += 4;
+            if (u >= 0xD800 && u <= 0xDBFF) {  /* a pair, as k2s_string made sure */
+                k2s_hex4(s + 2, &lo);
+                s += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            w += k2s_put_utf8(w, u);
+            break;
+        }
+        default: *w++ = ch;  /* '"', '\\', '/' */
+        }
+    }
+    return (size_t)(w - out);
+}
+
+static int k2s_span_order(const void *a, const void *b) {
+    const k2s_span *x = (const k2s_span *)a, *y = (const k2s_span *)b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return memcmp(x->p, y->p, x->n);
+}
+
+/* Whether two keys are the same: pairwise for a few, else sorted (no input makes this
+ * worse than n log n comparisons of keys that are as long as they look). */
+static int k2s_members_repeat(k2s_members *m) {
+    if (m->count <= K2S_INLINE_KEYS) {
+        for (size_t i = 1; i < m->count; i++)
+            for (size_t j = 0; j < i; j++)
+                if (m->keys[i].n == m->keys[j].n && memcmp(m->keys[i].p, m->keys[j].p, m->keys[i].n) == 0)
+                    return 1;
+        return 0;
+    }
+    qsort(m->keys, m->count, sizeof *m->keys, k2s_span_order);
+    for (size_t i = 1; i < m->count; i++)
+        if (k2s_span_order(&m->keys[i - 1], &m->keys[i]) == 0) return 1;
+    return 0;
+}
+
+/* Sidekiq's client refuses a truthy `tags` that is not an Array, and (7.1.3+) a
+ * `retry_for` above 1,000,000,000, which it also cuts to an integer: the bridge, which
+ * copies values as they are, wants an integer. `p` is the value's first byte; a value
+ * that is no JSON at all fails the walk anyway. */
+static int k2s_tags_fault(const uint8_t *p, const uint8_t *end) {
+    return p < end && *p != '[' && *p != 'n' && *p != 'f';
+}
+
+static int k2s_retry_for_fault(const uint8_t *p, const uint8_t *end) {
+    if (p >= end || *p == 'n' || *p == 'f') return 0;
+    int negative = *p == '-';
+    const uint8_t *digits = p + negative, *q = k2s_digits(digits, end);
+    if (q == digits || (q < end && (*q == '.' || *q == 'e' || *q == 'E'))) return 1;  /* not an integer */
+    if (negative) return 0;
+    if (q - digits > 10) return 1;
+    int64_t v = 0;
+    for (; digits < q; digits++) v = v * 10 + (*digits - '0');
+    return v > K2S_RETRY_FOR_MAX;
+}
+
+/* Check that s[0:n] (no surrounding white space) is one JSON value opening with `open`
+ * ('[' or '{'), nested at most max_depth deep (<= K2S_JSON_MAX_DEPTH), its integers at
+ * most max_int_chars long. With `keys` (an object's check), also judge its top-level
+ * members: none of `keys`, none twice, `tags` and `retry_for` as Sidekiq's client
+ * wants them. The verdict is the first of K2S_JSON_* that applies. */
+static int k2s_json_walk(const uint8_t *s, size_t n, uint8_t open, int max_depth, size_t max_int_chars,
+                         const k2s_keys *keys, k2s_members *members) {
     const uint8_t *p = s, *end = s + n, *key, *q;
     uint8_t closers[K2S_JSON_MAX_DEPTH];
-    int depth = 0, defer = 0, reserved = 0, escaped;
+    int depth = 0, reserved = 0, escaped;
     if (n == 0 || s[0] != open) return K2S_JSON_BAD;
 
 value:
@@ -267,7 +451,7 @@ value:
     switch (*p) {
     case '[':
     case '{':
-        if (depth == K2S_JSON_MAX_DEPTH) return K2S_JSON_BAD;
+        if (depth == max_depth) return K2S_JSON_BAD;
         closers[depth++] = *p == '[' ? ']' : '}';
         p = k2s_space(p + 1, end);
         if (p < end && *p == closers[depth - 1]) {
@@ -292,7 +476,7 @@ value:
         goto after;
     default:
         if (*p != '-' && (*p < '0' || *p > '9')) return K2S_JSON_BAD;
-        if (!(p = k2s_number(p, end, &defer))) return K2S_JSON_BAD;
+        if (!(p = k2s_number(p, end, max_int_chars))) return K2S_JSON_BAD;
         goto after;
     }
 
@@ -302,20 +486,34 @@ member: /* "key": value, inside an object */
     key = p + 1;
     escaped = 0;
     if (!(p = k2s_short_string(key, end)) && !(p = k2s_string(key, end, &escaped))) return K2S_JSON_BAD;
-    if (depth == 1 && keys) {
-        if (escaped) defer = 1;  /* the key's text needs unescaping: the reference judges */
-        else if (k2s_key_reserved(keys, key, (size_t)(p - 1 - key))) reserved = 1;
-    }
+    q = p;  /* after the closing quote */
     p = k2s_space(p, end);
     if (p >= end || *p != ':') return K2S_JSON_BAD;
     p++;
+    if (depth == 1 && keys) {
+        size_t key_n = (size_t)(q - 1 - key);
+        if (escaped) {  /* compare the key's text, as the reference's decoder gives it */
+            if (!members->text && !(members->text = (uint8_t *)malloc(members->size ? members->size : 1)))
+                return K2S_JSON_NOMEM;
+            uint8_t *text = members->text + members->used;
+            key_n = k2s_unescape(key, key_n, text);
+            members->used += key_n;
+            key = text;
+        }
+        if (k2s_key_reserved(keys, key, key_n)) reserved = 1;
+        if (k2s_members_add(members, key, key_n) < 0) return K2S_JSON_NOMEM;
+        if (key_n == 4 && memcmp(key, "tags", 4) == 0)
+            members->tags |= k2s_tags_fault(k2s_space(p, end), end);
+        else if (key_n == 9 && memcmp(key, "retry_for", 9) == 0)
+            members->retry_for |= k2s_retry_for_fault(k2s_space(p, end), end);
+    }
     goto value;
 
 after: /* a value ended: a comma, a closing bracket, or the end of the text */
     p = k2s_space(p, end);
     if (depth == 0) {
         if (p != end) return K2S_JSON_BAD;
-        return defer ? K2S_JSON_DEFER : reserved ? K2S_JSON_RESERVED : K2S_JSON_OK;
+        return reserved ? K2S_JSON_RESERVED : K2S_JSON_OK;
     }
     if (p >= end) return K2S_JSON_BAD;
     if (*p == ',') {
@@ -329,6 +527,26 @@ after: /* a value ended: a comma, a closing bracket, or the end of the text */
         goto after;
     }
     return K2S_JSON_BAD;
+}
+
+/* A JSON array of arguments: K2S_JSON_OK or K2S_JSON_BAD. */
+static inline int k2s_json_array(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars) {
+    return k2s_json_walk(s, n, '[', max_depth, max_int_chars, NULL, NULL);
+}
+
+/* A JSON object of extra keys: any verdict. */
+static int k2s_json_object(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars,
+                           const k2s_keys *keys) {
+    k2s_members members;
+    k2s_members_init(&members, n);
+    int verdict = k2s_json_walk(s, n, '{', max_depth, max_int_chars, keys, &members);
+    if (verdict == K2S_JSON_OK) {
+        verdict = k2s_members_repeat(&members) ? K2S_JSON_DUPLICATE
+                  : members.tags ? K2S_JSON_BAD_TAGS
+                  : members.retry_for ? K2S_JSON_BAD_RETRY_FOR : K2S_JSON_OK;
+    }
+    k2s_members_free(&members);
+    return verdict;
 }
 
 #endif

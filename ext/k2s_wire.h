@@ -279,7 +279,7 @@ static inline size_t k2s_write_ms_as_seconds(char *out, int64_t ms) {
     return n + (size_t)keep;
 }
 
-/* --- the payload, in the order Rails writes its keys (encoder_py.Encoder.encode_one) --- */
+/* --- the payload, in the order Sidekiq::Client.push writes its keys (encoder_py.Encoder.encode_one) --- */
 
 #define K2S_PUT(w, lit) (memcpy((w), (lit), sizeof(lit) - 1), (w) += sizeof(lit) - 1)
 
@@ -311,10 +311,6 @@ static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, uint64_
         w += k2s_write_i64(w, offset);
         K2S_PUT(w, "\"");
     }
-    if (job->extra_len) {
-        K2S_PUT(w, ",");
-        w = k2s_put(w, job->extra, job->extra_len);
-    }
     K2S_PUT(w, ",\"class\":\"");
     w = k2s_put(w, job->job_class, job->job_class_len);
     K2S_PUT(w, "\"");
@@ -325,6 +321,10 @@ static char *k2s_write_job(char *w, const k2s_job *job, const char *jid, uint64_
     }
     K2S_PUT(w, ",\"args\":");
     w = k2s_put(w, job->args, job->args_len);
+    if (job->extra_len) {
+        K2S_PUT(w, ",");
+        w = k2s_put(w, job->extra, job->extra_len);
+    }
     K2S_PUT(w, ",\"jid\":\"");
     if (jid) memcpy(w, jid, 24);
     else k2s_jid_at(jid_state, w);

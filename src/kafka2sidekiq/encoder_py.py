@@ -16,18 +16,23 @@ rules for malformed input are ours, explicit, and the same in both twins:
 * for a field that appears more than once the last one wins (for ``retry`` and
   ``retry_count``, which share a oneof, the last of either).
 
-The payload keys come in the order Rails writes them (shared/sidekiq-format.md, §9):
-retry, queue, [k2s_origin], [extra keys], class, [wrapped], args, jid, created_at,
-[enqueued_at]. A job whose ``at`` is in the future goes to the schedule set without
-``at`` and ``enqueued_at``, as Sidekiq's client does.
+The payload keys come in the order ``Sidekiq::Client.push`` writes them (its
+``normalize_item`` merges the caller's hash over the defaults ``retry``, ``queue``, then
+adds ``jid`` and ``created_at``): retry, queue, [k2s_origin], class, [wrapped], args,
+[extra keys], jid, created_at, [enqueued_at]. A job whose ``at`` is in the future goes to
+the schedule set without ``at`` and ``enqueued_at``, as Sidekiq's client does. The extra
+keys are checked as the client checks them (``tags`` an Array, ``retry_for`` at most
+1,000,000,000) and may not repeat a key.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass, field
 
 import msgspec
@@ -50,10 +55,17 @@ REASONS = (
     "reserved_extra_key",  # extra_json repeats a key the bridge writes itself
     "bad_at",              # at is not finite, or beyond MAX_EPOCH_SECONDS
     "bad_created_at",      # created_at is not finite, negative or beyond MAX_EPOCH_SECONDS
+    "duplicate_extra_key",  # extra_json has a top-level key twice
+    "bad_tags",            # extra_json's tags is not an array (Sidekiq: "Job tags must be an Array")
+    "bad_retry_for",       # extra_json's retry_for is not an integer of at most 1,000,000,000
 )
 
 MAX_NAME_BYTES = 255            # job_class, wrapped and queue
-MAX_JSON_DEPTH = 64             # nesting of args_json and extra_json
+# Ruby's JSON reads and writes a job nested at most 100 deep (JSON::NestingError beyond):
+# args sit one level down in it, extra keys at its top.
+MAX_ARGS_DEPTH = 99
+MAX_EXTRA_DEPTH = 100
+MAX_RETRY_FOR = 1_000_000_000   # Sidekiq 7.1.3+: "retry_for must be a relative amount of time"
 MAX_EPOCH_SECONDS = 1e10        # 2286-11-20: larger is almost surely milliseconds
 JSON_SPACE = b" \t\r\n"
 
@@ -71,6 +83,7 @@ _FIELDS = {
     8: ("created_at", _I64), 9: ("extra_json", _LEN), 10: ("wrapped", _LEN),
 }
 _MASK64 = (1 << 64) - 1
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _GAMMA = 0x9E3779B97F4A7C15
 
 
@@ -115,6 +128,8 @@ def fields_of(message) -> tuple | None:
     """(value, timestamp_ms, partition, offset) of a tuple or a confluent-kafka Message;
     None for a Message that carries a consumer error instead of a record."""
     if type(message) is tuple:
+        if not all(_INT64_MIN <= n <= _INT64_MAX for n in message[1:]):  # as the compiled twin
+            raise OverflowError(f"timestamp, partition and offset must fit in 64 bits: {message[1:]}")
         return message
     if message.error() is not None:
         return None
@@ -231,28 +246,50 @@ def _depth(value: object) -> int:
     return deepest
 
 
-def _decode(raw: bytes, kind: type) -> object | None:
+def _decode(raw: bytes, kind: type, max_depth: int) -> object | None:
     try:
         value = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(value, kind) or _depth(value) > MAX_JSON_DEPTH:
+    if not isinstance(value, kind) or _depth(value) > max_depth:
         return None
     return value
 
 
+def int_max_chars() -> int:
+    """The longest JSON integer msgspec reads, sign included: Python's int parsing limit."""
+    return sys.get_int_max_str_digits() or (1 << 62)
+
+
 def check_args(raw: bytes) -> str | None:
-    """None when ``raw`` is a UTF-8 JSON array nested at most MAX_JSON_DEPTH deep."""
-    return None if _decode(raw, list) is not None else "bad_args"
+    """None when ``raw`` is a UTF-8 JSON array nested at most MAX_ARGS_DEPTH deep."""
+    return None if _decode(raw, list, MAX_ARGS_DEPTH) is not None else "bad_args"
+
+
+def _top_level_keys(raw: bytes) -> list[str]:
+    """The keys of the JSON object ``raw`` (already known valid) in order, repeats kept."""
+    objects: list[list] = []
+    json.loads(raw, object_pairs_hook=objects.append, parse_int=len, parse_float=len)
+    return [key for key, _ in objects[-1]]  # the outermost object is the last one closed
 
 
 def check_extra(raw: bytes) -> str | None:
-    """None when ``raw`` is a UTF-8 JSON object without a reserved key."""
-    value = _decode(raw, dict)
+    """None when ``raw`` is a UTF-8 JSON object nested at most MAX_EXTRA_DEPTH deep,
+    without a reserved or repeated key, whose ``tags`` and ``retry_for`` pass the checks
+    of Sidekiq's client (a false or null one is no option at all there)."""
+    value = _decode(raw, dict, MAX_EXTRA_DEPTH)
     if value is None:
         return "bad_extra"
     if not RESERVED_KEYS.isdisjoint(value):
         return "reserved_extra_key"
+    if len(_top_level_keys(raw)) != len(value):
+        return "duplicate_extra_key"
+    tags = value.get("tags")
+    if tags is not None and tags is not False and type(tags) is not list:
+        return "bad_tags"
+    retry_for = value.get("retry_for")
+    if retry_for is not None and retry_for is not False and not (type(retry_for) is int and retry_for <= MAX_RETRY_FOR):
+        return "bad_retry_for"
     return None
 
 
@@ -384,12 +421,13 @@ class Encoder:
         out = [b'{"retry":', job.get("retry", b"true"), b',"queue":"', queue, b'"']
         if opts.add_origin:
             out += [b',"k2s_origin":"', f"{topic}/{partition}/{offset}".encode(), b'"']
-        if extra:
-            out += [b",", extra]
         out += [b',"class":"', klass, b'"']
         if wrapped:
             out += [b',"wrapped":"', wrapped, b'"']
-        out += [b',"args":', args, b',"jid":"', jid, b'","created_at":', created_at]
+        out += [b',"args":', args]
+        if extra:
+            out += [b",", extra]
+        out += [b',"jid":"', jid, b'","created_at":', created_at]
         if not scheduled:
             enqueued_at = str(now_ms).encode() if ms else format_seconds_ms(now_ms)
             out += [b',"enqueued_at":', enqueued_at]

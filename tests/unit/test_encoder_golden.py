@@ -44,9 +44,26 @@ IMMEDIATE = [
     (FLOAT, job(job_class="Billing::ChargeJob", queue="critical", args_json=' [1, "two", {"x": null}] ',
                 jid=JID, retry=False, created_at=1699999999.5,
                 extra_json='{"tags":["a","b"], "backtrace":true}'),
-     "critical", b'{"retry":false,"queue":"critical","tags":["a","b"], "backtrace":true,"class":"Billing::ChargeJob",'
-                 b'"args":[1, "two", {"x": null}],"jid":"0123456789abcdef01234567","created_at":1699999999.5,'
+     "critical", b'{"retry":false,"queue":"critical","class":"Billing::ChargeJob","args":[1, "two", {"x": null}],'
+                 b'"tags":["a","b"], "backtrace":true,"jid":"0123456789abcdef01234567","created_at":1699999999.5,'
                  b'"enqueued_at":1700000001.0}'),
+    # extra keys after args, as Client.push writes them; a false or null tags is no tags to
+    # Sidekiq's client, and passes; retry_for up to 1,000,000,000; escaped keys are keys
+    (FLOAT, job(job_class="A", jid=JID, wrapped="B", extra_json='{"tags":null,"retry_for":1000000000,"\\u00e9":1}'),
+     "default", b'{"retry":true,"queue":"default","class":"A","wrapped":"B","args":[],"tags":null,'
+                b'"retry_for":1000000000,"\\u00e9":1,"jid":"0123456789abcdef01234567",'
+                b'"created_at":1700000000.123,"enqueued_at":1700000001.0}'),
+    # nested as deep as Ruby's JSON takes a job: args 99 deep, extra keys 100 deep
+    (FLOAT, job(job_class="A", jid=JID, args_json="[" * 99 + "]" * 99, extra_json='{"x":' + "[" * 99 + "]" * 99 + "}"),
+     "default", b'{"retry":true,"queue":"default","class":"A","args":' + b"[" * 99 + b"]" * 99
+                + b',"x":' + b"[" * 99 + b"]" * 99 + b',"jid":"0123456789abcdef01234567",'
+                b'"created_at":1700000000.123,"enqueued_at":1700000001.0}'),
+    # numbers msgspec reads are kept: the largest double, 4,300-character integers, underflow
+    (FLOAT, job(job_class="A", jid=JID, args_json="[1.7976931348623157e308,-0.0000001e-400,%s,-%s]"
+                % ("9" * 4300, "9" * 4299)),
+     "default", b'{"retry":true,"queue":"default","class":"A","args":[1.7976931348623157e308,-0.0000001e-400,'
+                + b"9" * 4300 + b",-" + b"9" * 4299 + b'],"jid":"0123456789abcdef01234567",'
+                b'"created_at":1700000000.123,"enqueued_at":1700000001.0}'),
     (MS, job(job_class="Billing::ChargeJob", queue="critical", args_json='[1]', jid=JID,
              retry_count=5, created_at=1699999999.5),
      "critical", b'{"retry":5,"queue":"critical","class":"Billing::ChargeJob","args":[1],'
@@ -152,12 +169,23 @@ REJECTS = [
     (FLOAT, job(job_class="A", args_json="[NaN]"), "bad_args"),
     (FLOAT, job(job_class="A", args_json="[1e400]"), "bad_args"),
     (FLOAT, job(job_class="A", args_json='["\\ud800"]'), "bad_args"),
-    (FLOAT, job(job_class="A", args_json="[" * 65 + "]" * 65), "bad_args"),
+    (FLOAT, job(job_class="A", args_json="[" * 100 + "]" * 100), "bad_args"),  # a job 101 deep
+    (FLOAT, job(job_class="A", args_json="[1.7976931348623159e308]"), "bad_args"),  # rounds past DBL_MAX
+    (FLOAT, job(job_class="A", args_json="[0.00001e314]"), "bad_args"),
+    (FLOAT, job(job_class="A", args_json="[%s]" % ("9" * 4301)), "bad_args"),  # past Python's int limit
+    (FLOAT, job(job_class="A", args_json="[-%s]" % ("9" * 4300)), "bad_args"),
     (FLOAT, job(job_class="A", args_json="[1] [2]"), "bad_args"),
     (FLOAT, b"\x0a\x01A\x1a\x03[\xff]", "bad_args"),                   # not UTF-8
     (FLOAT, b'\x0a\x01A\x1a\x08["\xf4\x90\x80\x80"]', "bad_args"),     # not UTF-8, in a string
     (FLOAT, job(job_class="A", extra_json="[1]"), "bad_extra"),
     (FLOAT, job(job_class="A", extra_json='{"a":}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"x":' + "[" * 100 + "]" * 100 + "}"), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"tags":["a"],"tags":["b"]}'), "duplicate_extra_key"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1,"\\u0061":2}'), "duplicate_extra_key"),
+    (FLOAT, job(job_class="A", extra_json='{"tags":"notarray"}'), "bad_tags"),
+    (FLOAT, job(job_class="A", extra_json='{"tags":0}'), "bad_tags"),        # 0 is true in Ruby
+    (FLOAT, job(job_class="A", extra_json='{"retry_for":1000000001}'), "bad_retry_for"),
+    (FLOAT, job(job_class="A", extra_json='{"retry_for":3600.0}'), "bad_retry_for"),  # Sidekiq would cut it
     (FLOAT, job(job_class="A", extra_json='{"queue":"x"}'), "reserved_extra_key"),
     (FLOAT, job(job_class="A", extra_json='{"tags":[],"cl\\u0061ss":"X"}'), "reserved_extra_key"),
     (FLOAT, job(job_class="A", at=float("nan")), "bad_at"),
@@ -178,12 +206,28 @@ def test_every_reason_has_a_golden_case():
     assert {reason for _, _, reason in REJECTS} == set(REASONS)
 
 
-def test_batch_groups_by_queue_in_order_and_indexes_rejects(enc):
-    from kafka2sidekiq import encoder_py
+@pytest.mark.parametrize("module", ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_batch_groups_by_queue_in_order_and_indexes_rejects(module):
     values = [job(job_class="A", queue=q, args_json=f"[{i}]") for i, q in enumerate("abab")]
     values.insert(2, b"junk")
-    batch = encoder_py.Encoder(FLOAT, seed=3).encode_batch(
+    batch = module.Encoder(FLOAT, seed=3).encode_batch(
         TOPIC, [(v, KAFKA_TS, 0, i) for i, v in enumerate(values)], NOW)
     assert list(batch.queues) == ["a", "b"]
     assert [p.split(b'"args":')[1][:3] for p in batch.queues["a"]] == [b"[0]", b"[2]"]
     assert batch.rejects == [(2, "not_protobuf")]
+
+
+@pytest.mark.parametrize("module", ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_edge_timestamps_offsets_and_tuple_values(module):
+    """Kafka timestamps past 2**53 ms format as Python divides (rounded once), the last
+    offset Kafka can hand out does not wrap, and values past 64 bits are refused alike."""
+    enc = module.Encoder(FLOAT, seed=1)
+    value = job(job_class="A", jid=JID)
+    late = 2 ** 53 + 3  # a double's division rounds this one differently: ….996, not ….994
+    batch = enc.encode_batch(TOPIC, [(value, late, 0, 2 ** 63 - 1)], late)
+    assert batch.queues["default"][0].endswith(b'"created_at":%s,"enqueued_at":%s}'
+                                               % (repr(late / 1000).encode(), repr(late / 1000).encode()))
+    assert batch.offsets == {0: [2 ** 63 - 1, 2 ** 63]}
+    for bad in [(value, 2 ** 63, 0, 1), (value, 1, 0, -(2 ** 63) - 1), (value, 1, 2 ** 64, 1)]:
+        with pytest.raises(OverflowError):
+            enc.encode_batch(TOPIC, [bad], NOW)
