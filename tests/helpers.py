@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import psutil
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kafka2sidekiq._proto.job_pb2 import Job
 
@@ -35,6 +35,20 @@ def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes | None]]
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(60) == 0 and not failed, failed[:3]
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            out += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return out
 
 
 def numbered_jobs(n: int, keys: int = 100, queues: tuple[str, ...] = ("default",)) -> list[tuple[bytes, bytes]]:

@@ -9,7 +9,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from helpers import (Bridge, RedisServer, assert_exactly_once_in_key_order, bridge_env, ledger_offsets, numbered_jobs,
-                     produce, queue_jobs, settle, unchanged, wait_for)
+                     produce, queue_jobs, read_topic, settle, unchanged, wait_for)
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
 from conftest import SEED
@@ -181,20 +181,6 @@ def test_resumes_at_the_committed_offset_when_it_is_ahead_of_the_ledger(bootstra
         assert bridge.stop() == 0, bridge.output()[-3000:]
     assert_exactly_once_in_key_order(queue_jobs(redis_client), produced[60:])
     assert "from 0@60" in bridge.output()
-
-
-def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            out += [m for m in consumer.consume(500, 0.5) if m.error() is None]
-    finally:
-        consumer.close()
-    return out
 
 
 def test_scheduled_jobs_and_three_queues(bootstrap, make_topic, redis_url, redis_client):
