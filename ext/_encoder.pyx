@@ -12,14 +12,15 @@ import os
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.math cimport isfinite
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
 from .encoder_py import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
-                         Batch, EncoderOptions, format_seconds_ms, int_max_chars)
+                         WIRE_FORMATS, Batch, EncoderOptions, format_seconds_ms, int_max_chars, trace_members)
 from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
 
 cdef extern from "Python.h":
@@ -52,6 +53,7 @@ cdef extern from "k2s_wire.h":
         uint64_t retry_value
     uint64_t K2S_GAMMA
     int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job)
+    int k2s_unframe(const uint8_t **buf, size_t *n, uint32_t *schema_id)
     int k2s_constant_path(const uint8_t *s, size_t n)
     int k2s_queue_name(const uint8_t *s, size_t n)
     int k2s_jid_valid(const uint8_t *s, size_t n)
@@ -84,6 +86,10 @@ cdef int R_BAD_CREATED_AT = REASONS.index("bad_created_at")
 cdef int R_DUPLICATE_EXTRA_KEY = REASONS.index("duplicate_extra_key")
 cdef int R_BAD_TAGS = REASONS.index("bad_tags")
 cdef int R_BAD_RETRY_FOR = REASONS.index("bad_retry_for")
+cdef int R_BAD_FRAMING = REASONS.index("bad_framing")
+cdef int R_SCHEMA_NOT_ALLOWED = REASONS.index("schema_not_allowed")
+cdef int WIRE_PLAIN = WIRE_FORMATS.index("plain")
+cdef int WIRE_CONFLUENT = WIRE_FORMATS.index("confluent")
 
 cdef size_t NAME_MAX = MAX_NAME_BYTES
 cdef int ARGS_DEPTH = MAX_ARGS_DEPTH
@@ -185,7 +191,8 @@ cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset
 # --- confluent-kafka Messages, read in place
 
 cdef struct Fields:  # byte offsets of what the encoder reads in a confluent-kafka Message
-    Py_ssize_t value, error, partition, offset, timestamp
+    Py_ssize_t value, error, partition, offset, timestamp, headers
+    Py_ssize_t c_headers  # -1: no such slot
 
 _FIELDS = {}  # type -> Fields (as a dict) or None, found once per type
 
@@ -215,26 +222,30 @@ def message_fields(kind):
 def _probe_fields(Message, KafkaError):
     found = None
     for mark in (0x5A, 0xA5):
-        value, error = b"k2s probe %d" % mark, KafkaError(mark)
+        value, error, headers = b"k2s probe %d" % mark, KafkaError(mark), [("k2s", b"probe %d" % mark)]
         partition, offset, timestamp = 0x2D5A0000 | mark, 0x3C3C3C3C0000 | mark, 0x4B4B4B4B4B00 | mark
         probe = Message(topic="k2s", value=value, error=error, partition=partition, offset=offset,
-                        timestamp=(1, timestamp))
+                        timestamp=(1, timestamp), headers=headers)
         if (probe.value() is not value or probe.error() is not error or probe.partition() != partition
-                or probe.offset() != offset or probe.timestamp()[1] != timestamp):
+                or probe.offset() != offset or probe.timestamp()[1] != timestamp or probe.headers() is not headers):
             return None
         raw = _object_bytes(probe)
         where = {"value": _only_place(raw, id(value), 8), "error": _only_place(raw, id(error), 8),
                  "partition": _only_place(raw, partition, 4), "offset": _only_place(raw, offset, 8),
-                 "timestamp": _only_place(raw, timestamp, 8)}
+                 "timestamp": _only_place(raw, timestamp, 8), "headers": _only_place(raw, id(headers), 8)}
         if None in where.values() or (found is not None and where != found):
             return None
         found = where
+    # A consumed Message keeps librdkafka's headers in the pointer between headers and
+    # error (c_headers) until headers() turns them into a list: with no such slot, only
+    # the list is read.
+    found["c_headers"] = found["headers"] + 8 if found["error"] - found["headers"] == 16 else -1
     plain = Message(topic="k2s", value=None)
     raw = _object_bytes(plain)
-    for name in ("value", "error"):
-        if int.from_bytes(raw[found[name]:found[name] + 8], "little") not in (0, id(None)):
+    for name in ("value", "error", "headers", "c_headers"):
+        if found[name] >= 0 and int.from_bytes(raw[found[name]:found[name] + 8], "little") not in (0, id(None)):
             return None
-    if plain.value() is not None or plain.error() is not None:
+    if plain.value() is not None or plain.error() is not None or plain.headers() is not None:
         return None
     return found
 
@@ -254,6 +265,7 @@ def _only_place(bytes raw, number, int width):
 
 cdef struct Meta:  # of one Kafka message, beside its value
     bint error
+    bint headers  # it may have headers: read them with headers()
     int64_t timestamp_ms, partition, offset
 
 
@@ -285,12 +297,16 @@ cdef class MessageReader:
         if self.in_place:
             field = (<PyObject **>(base + self.at.error))[0]
             meta.error = field != NULL and field != <PyObject *>None
+            field = (<PyObject **>(base + self.at.headers))[0]
+            meta.headers = ((field != NULL and field != <PyObject *>None) or
+                            (self.at.c_headers >= 0 and (<void **>(base + self.at.c_headers))[0] != NULL))
             meta.timestamp_ms = (<int64_t *>(base + self.at.timestamp))[0]
             meta.partition = (<int32_t *>(base + self.at.partition))[0]
             meta.offset = (<int64_t *>(base + self.at.offset))[0]
             field = (<PyObject **>(base + self.at.value))[0]
             return <object>field if field != NULL else None
         meta.error = PyObject_CallOneArg(self.get_error, item) is not None
+        meta.headers = True
         if meta.error:
             return None
         meta.timestamp_ms = PyObject_CallOneArg(self.get_timestamp, item)[1]
@@ -403,6 +419,9 @@ cdef class Encoder:
     cdef bytes default_queue
     cdef bint ms, jid_origin, add_origin
     cdef size_t max_message_bytes, int_chars
+    cdef int wire
+    cdef object schema_allow
+    cdef tuple trace_names
 
     def __cinit__(self):
         self.buf = NULL
@@ -414,6 +433,9 @@ cdef class Encoder:
         self.add_origin = options.add_origin
         self.max_message_bytes = options.max_message_bytes
         self.int_chars = int_max_chars()
+        self.wire = WIRE_FORMATS.index(options.wire_format)
+        self.schema_allow = options.schema_ids
+        self.trace_names = tuple(options.trace_headers)
         self.default_queue = options.default_queue.encode()
         self.class_allow = (None if options.class_allow is None
                             else frozenset(c.encode() for c in options.class_allow))
@@ -493,6 +515,8 @@ cdef class Encoder:
         cdef int reason
         cdef char *w
         cdef bint is_scheduled
+        cdef object headers
+        cdef bytes trace
         cdef bytes payload
         cdef str queue_s
         # Messages of one batch mostly share a Kafka timestamp: format it once.
@@ -507,8 +531,12 @@ cdef class Encoder:
 
         for index in range(start, total):
             item = items[index]
+            headers = None
             if type(item) is tuple:
-                value, timestamp_ms, partition, offset = item
+                if PyTuple_GET_SIZE(item) == 5:
+                    value, timestamp_ms, partition, offset, headers = item
+                else:
+                    value, timestamp_ms, partition, offset = item
             else:
                 if reader is None or type(item) is not reader.kind:
                     reader = MessageReader(type(item))
@@ -518,6 +546,8 @@ cdef class Encoder:
                     end = index + 1
                     continue
                 timestamp_ms, partition, offset = meta.timestamp_ms, meta.partition, meta.offset
+                if meta.headers and self.trace_names:
+                    headers = item.headers()
             if value is None:
                 data, n = <const uint8_t *>b"", 0
             else:
@@ -536,6 +566,10 @@ cdef class Encoder:
                 rejects.append((index, REASONS[reason]))
                 continue
             is_scheduled = job.has_at and job.at > now_s
+            trace = None
+            if headers and self.trace_names:  # the rare message with headers
+                trace = trace_members(self.trace_names, headers, b"{" + PyBytes_FromStringAndSize(
+                    <const char *>job.extra, job.extra_len) + b"}" if job.extra_len else b"") or None
 
             # the jid: the producer's, or derived from the origin, or the next random one
             jid = NULL
@@ -570,11 +604,15 @@ cdef class Encoder:
                 created, created_n = ts_text, ts_n
             origin = <const char *>topic_p if self.add_origin else NULL
             bound = n + topic_n + FIXED_ROOM  # no payload is longer
+            if trace is not None:
+                bound += <size_t>PyBytes_GET_SIZE(trace)
 
             if is_scheduled:
                 self.grow(bound)
                 w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
                                   origin, topic_n, partition, offset)
+                if trace is not None:
+                    w = put_lit(w, trace)
                 w = put_lit(w, b'}')
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
                 size += PyBytes_GET_SIZE(payload)
@@ -598,6 +636,8 @@ cdef class Encoder:
             body = frame + header_n + 3
             w = k2s_write_job(body, &job, jid, jid_state, created, created_n,
                               origin, topic_n, partition, offset)
+            if trace is not None:
+                w = put_lit(w, trace)
             w = put(w, tail_p, tail_n)
             body_n = <size_t>(w - body)
             size += body_n
@@ -619,8 +659,15 @@ cdef class Encoder:
         """Parse and validate one message: R_OK, or the reason to reject it. On R_OK,
         job.queue, job.args and job.extra are ready to copy (defaults and trimming done)."""
         cdef int verdict
+        cdef uint32_t schema_id
         if n > self.max_message_bytes:
             return R_TOO_LARGE
+        if self.wire != WIRE_PLAIN:
+            if n and data[0] == 0 and k2s_unframe(&data, &n, &schema_id) == 0:
+                if self.schema_allow is not None and schema_id not in self.schema_allow:
+                    return R_SCHEMA_NOT_ALLOWED
+            elif self.wire == WIRE_CONFLUENT:
+                return R_BAD_FRAMING
         if k2s_parse_job(data, n, job) < 0:
             return R_NOT_PROTOBUF
 

@@ -95,6 +95,25 @@ static int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job) {
     return 0;
 }
 
+/* Confluent's Schema Registry framing for Protobuf (encoder_py.unframe): magic byte 0, a
+ * 4-byte big-endian schema id, the message indexes (a zigzag varint count, then that many
+ * zigzag varints; a lone 0 for the first message). 0 and the message in *buf, *n when
+ * buf[0:*n] is framed so; -1 otherwise. Every index takes a byte: bounded by *n. */
+static int k2s_unframe(const uint8_t **buf, size_t *n, uint32_t *schema_id) {
+    const uint8_t *p = *buf, *end = p + *n;
+    uint64_t count, index;
+    if (*n < 6 || p[0] != 0) return -1;
+    *schema_id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | (uint32_t)p[4];
+    p += 5;
+    if (k2s_varint(&p, end, &count) < 0) return -1;
+    if (count & 1) return -1;  /* a negative count */
+    for (count >>= 1; count; count--)
+        if (k2s_varint(&p, end, &index) < 0 || (index & 1)) return -1;  /* a negative index */
+    *buf = p;
+    *n = (size_t)(end - p);
+    return 0;
+}
+
 /* Byte classes of the names in a job: a bit per class. */
 enum { K2S_UPPER = 1, K2S_WORD = 2, K2S_QUEUE = 4, K2S_HEX = 8 };
 

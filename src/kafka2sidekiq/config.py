@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from . import exits
+from .encoder_py import WIRE_FORMATS, parse_schema_ids, parse_trace_headers
 from .sidekiq import TIMESTAMPS_FLOAT, TIMESTAMPS_MS
 
 EXIT_CONFIG = exits.CONFIG  # EX_CONFIG from sysexits.h: the configuration is wrong
@@ -244,6 +245,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jid_mode", _choice("random", "origin"), "random",
             "jid of jobs that bring none: random, or origin (from topic/partition/offset)"),
     Setting("add_origin", _flag, "false", "add k2s_origin (topic/partition/offset) to each job"),
+    Setting("trace_headers", parse_trace_headers, "traceparent,tracestate",
+            "Kafka headers copied into each job as top-level keys (trace context; empty: none)"),
+    Setting("wire_format", _choice(*WIRE_FORMATS), "auto",
+            "message values: plain Job bytes, confluent (Schema Registry framing), or auto (either)"),
+    Setting("schema_ids", parse_schema_ids, "", "framed values: schema ids allowed (empty: any)"),
     Setting("queued_max_kbytes", _positive_int, "16384",
             "librdkafka prefetch bound per worker, KiB (queued.max.messages.kbytes)"),
     Setting("retry_max_seconds", _positive_int, "10", "longest back-off between Redis retries"),
@@ -344,7 +350,8 @@ class _SettingsMethods:
             timestamps=self.timestamps, default_queue=self.default_queue,
             class_allow=self.class_allow, queue_allow=self.queue_allow,
             max_message_bytes=self.max_message_bytes, jid=self.jid_mode,
-            add_origin=self.add_origin or self.commit_on == "performed")  # the middleware reads k2s_origin
+            add_origin=self.add_origin or self.commit_on == "performed",  # the middleware reads k2s_origin
+            trace_headers=self.trace_headers, wire_format=self.wire_format, schema_ids=self.schema_ids)
 
     def kafka_config(self, client_id: str, role: Mapping[str, Any]) -> dict:
         """librdkafka settings of one client: the brokers, its id, what its role needs,

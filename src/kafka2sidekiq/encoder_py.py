@@ -19,7 +19,8 @@ rules for malformed input are ours, explicit, and the same in both twins:
 The payload keys come in the order ``Sidekiq::Client.push`` writes them (its
 ``normalize_item`` merges the caller's hash over the defaults ``retry``, ``queue``, then
 adds ``jid`` and ``created_at``): retry, queue, [k2s_origin], class, [wrapped], args,
-[extra keys], jid, created_at, [enqueued_at]. A job whose ``at`` is in the future goes to
+[extra keys], jid, created_at, [trace keys], [enqueued_at] (a client middleware such as
+OpenTelemetry's adds its keys after normalize_item). A job whose ``at`` is in the future goes to
 the schedule set without ``at`` and ``enqueued_at``, as Sidekiq's client does. The extra
 keys are checked as the client checks them (``tags`` an Array, ``retry_for`` at most
 1,000,000,000) and may not repeat a key.
@@ -58,7 +59,13 @@ REASONS = (
     "duplicate_extra_key",  # extra_json has a top-level key twice
     "bad_tags",            # extra_json's tags is not an array (Sidekiq: "Job tags must be an Array")
     "bad_retry_for",       # extra_json's retry_for is not an integer of at most 1,000,000,000
+    "bad_framing",         # K2S_WIRE_FORMAT=confluent, and the value is not Schema Registry framed
+    "schema_not_allowed",  # framed with a schema id that is not on the allow-list
 )
+
+WIRE_FORMATS = ("auto", "plain", "confluent")
+TRACE_HEADERS = ("traceparent", "tracestate")
+MAX_TRACE_VALUE = 512  # bytes of one trace header's value (W3C: tracestate up to 512)
 
 MAX_NAME_BYTES = 255            # job_class, wrapped and queue
 # Ruby's JSON reads and writes a job nested at most 100 deep (JSON::NestingError beyond):
@@ -74,6 +81,11 @@ _CONSTANT_PATH = re.compile(rb"[A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*\Z")
 # name never needs JSON escaping.
 _QUEUE = re.compile(rb"[!#-+\--\[\]-~]+\Z")
 _JID = re.compile(rb"[0-9a-f]{24}\Z")
+_TRACE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# A header value copied into a JSON string as it is: printable ASCII but '"' and '\'.
+_TRACE_VALUE = re.compile(rb"[ !#-\[\]-~]*\Z")
+# W3C trace context: version-trace_id-parent_id-flags, lowercase hex
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")
 
 # Wire format: field number -> (name, wire type).
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -87,6 +99,29 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _GAMMA = 0x9E3779B97F4A7C15
 
 
+def parse_schema_ids(raw: str) -> frozenset[int] | None:
+    """K2S_SCHEMA_IDS: '1,7' -> {1, 7}; empty -> None (any)."""
+    ids = frozenset(int(part) for part in raw.split(",") if part.strip())
+    if not all(0 <= i < 1 << 32 for i in ids):
+        raise ValueError
+    return ids or None
+
+
+parse_schema_ids.expected = "comma-separated schema ids (whole numbers below 2**32), or empty for any"
+
+
+def parse_trace_headers(raw: str) -> tuple[str, ...]:
+    """K2S_TRACE_HEADERS: 'traceparent,tracestate' -> ('traceparent', 'tracestate')."""
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not all(_TRACE_NAME.match(n) and n not in RESERVED_KEYS for n in names):
+        raise ValueError
+    return names
+
+
+parse_trace_headers.expected = ("comma-separated header names of letters, digits, '.', '_' and '-', none a key "
+                                "the bridge writes itself (class, args, queue, jid, retry, …), or empty for none")
+
+
 @dataclass(frozen=True)
 class EncoderOptions:
     timestamps: str = TIMESTAMPS_FLOAT       # "float" (Sidekiq 6/7/8) or "ms" (8 only)
@@ -96,8 +131,19 @@ class EncoderOptions:
     max_message_bytes: int = 1 << 20
     jid: str = "random"                       # "random", or "origin": from topic/partition/offset
     add_origin: bool = False                  # add "k2s_origin":"<topic>/<partition>/<offset>"
+    wire_format: str = "auto"                 # "plain", "confluent" (Schema Registry framing) or both
+    schema_ids: frozenset[int] | None = None  # framed values: the schema ids allowed (None: any)
+    trace_headers: tuple[str, ...] = TRACE_HEADERS  # Kafka headers copied into the job as keys
 
     def __post_init__(self) -> None:
+        if self.wire_format not in WIRE_FORMATS:
+            raise ValueError(f"wire format must be one of {', '.join(WIRE_FORMATS)}, not {self.wire_format!r}")
+        for name in self.trace_headers:
+            if not _TRACE_NAME.match(name) or name in RESERVED_KEYS:
+                raise ValueError(f"trace header {name!r} is not a name of letters, digits, '.', '_' and '-' "
+                                 f"that the bridge does not write itself")
+        if self.schema_ids is not None and not all(0 <= i < 1 << 32 for i in self.schema_ids):
+            raise ValueError("schema ids are 32-bit unsigned numbers")
         if self.timestamps not in (TIMESTAMPS_FLOAT, TIMESTAMPS_MS):
             raise ValueError(f"timestamps must be 'float' or 'ms', not {self.timestamps!r}")
         if self.jid not in ("random", "origin"):
@@ -125,15 +171,66 @@ class Batch:
 
 
 def fields_of(message) -> tuple | None:
-    """(value, timestamp_ms, partition, offset) of a tuple or a confluent-kafka Message;
-    None for a Message that carries a consumer error instead of a record."""
+    """(value, timestamp_ms, partition, offset, headers) of a (value, timestamp_ms,
+    partition, offset[, headers]) tuple or a confluent-kafka Message; None for a Message
+    that carries a consumer error instead of a record. headers: [(name, bytes)] or None."""
     if type(message) is tuple:
-        if not all(_INT64_MIN <= n <= _INT64_MAX for n in message[1:]):  # as the compiled twin
-            raise OverflowError(f"timestamp, partition and offset must fit in 64 bits: {message[1:]}")
-        return message
+        if not all(_INT64_MIN <= n <= _INT64_MAX for n in message[1:4]):  # as the compiled twin
+            raise OverflowError(f"timestamp, partition and offset must fit in 64 bits: {message[1:4]}")
+        return message if len(message) == 5 else (*message, None)
     if message.error() is not None:
         return None
-    return message.value(), message.timestamp()[1], message.partition(), message.offset()
+    return message.value(), message.timestamp()[1], message.partition(), message.offset(), message.headers()
+
+
+def unframe(value: bytes) -> tuple[int, bytes] | None:
+    """(schema id, message) of a value in Confluent's Schema Registry framing for Protobuf:
+    magic byte 0, a 4-byte big-endian schema id, the message indexes (a zigzag varint
+    count, then that many zigzag varints; a lone 0 for the first message), the message.
+    None when the value is not framed so. A Job never starts with 0 (field number 0)."""
+    if len(value) < 6 or value[0] != 0:
+        return None
+    try:
+        count, pos = _varint(value, 5)
+        if count:
+            if count & 1:
+                return None  # a negative count
+            for _ in range(count >> 1):  # each takes a byte at least: bounded by the value
+                index, pos = _varint(value, pos)
+                if index & 1:
+                    return None  # a negative index
+    except Malformed:
+        return None
+    return int.from_bytes(value[1:5], "big"), value[pos:]
+
+
+def trace_members(names: tuple[str, ...], headers, extra: bytes) -> bytes:
+    """The members ',"name":"value"' that carry the trace context of a job: for each of
+    ``names`` in order, the last Kafka header of that name, when its value is at most
+    MAX_TRACE_VALUE bytes of printable ASCII without '"' and '\\' (a traceparent in W3C
+    form too) and the job's extra keys (the JSON object ``extra``, or b"") do not have
+    the key already. b"" when none."""
+    found = {}
+    for name, value in headers:
+        if name in names:
+            found[name] = value
+    out = []
+    for name in names:
+        value = found.get(name)
+        if value is None or type(value) is not bytes or len(value) > MAX_TRACE_VALUE:
+            continue
+        if not _TRACE_VALUE.match(value) or (name == "traceparent" and not _traceparent(value)):
+            continue
+        key = name.encode()
+        if extra and b'"' in extra and name in _top_level_keys(extra):
+            continue
+        out.append(b',"%s":"%s"' % (key, value))
+    return b"".join(out)
+
+
+def _traceparent(value: bytes) -> bool:
+    m = _TRACEPARENT.match(value)
+    return bool(m) and m[1] != b"ff" and m[2] != b"0" * 32 and m[3] != b"0" * 16
 
 
 class Malformed(Exception):
@@ -339,14 +436,15 @@ class Encoder:
                 batch.errors.append(index)
                 batch.end = index + 1
                 continue
-            value, timestamp_ms, partition, offset = fields
+            value, timestamp_ms, partition, offset, headers = fields
             value = value or b""
             if max_bytes and count and taken + len(value) > max_bytes:
                 break
             taken, count, batch.end = taken + len(value), count + 1, index + 1
             batch.offsets.setdefault(partition, [offset, 0])[1] = offset + 1
             try:
-                queue, score, payload = self.encode_one(topic, value, timestamp_ms, partition, offset, now_ms)
+                queue, score, payload = self.encode_one(topic, value, timestamp_ms, partition, offset, now_ms,
+                                                        headers)
             except Reject as reject:
                 batch.rejects.append((index, reject.reason))
                 continue
@@ -357,11 +455,19 @@ class Encoder:
                 batch.queues.setdefault(queue, []).append(payload)
         return batch
 
-    def encode_one(self, topic, value, timestamp_ms, partition, offset, now_ms):
+    def encode_one(self, topic, value, timestamp_ms, partition, offset, now_ms, headers=None):
         """(queue, schedule score or None, payload) for one message, or raise Reject."""
         opts = self.options
         if len(value) > opts.max_message_bytes:
             raise Reject("too_large")
+        if opts.wire_format != "plain":
+            framed = unframe(value)
+            if framed is not None:
+                schema_id, value = framed
+                if opts.schema_ids is not None and schema_id not in opts.schema_ids:
+                    raise Reject("schema_not_allowed")
+            elif opts.wire_format == "confluent":
+                raise Reject("bad_framing")
         try:
             job = parse_job(value)
         except Malformed:
@@ -393,10 +499,10 @@ class Encoder:
             raise Reject(reason)
 
         extra = job.get("extra_json", b"").strip(JSON_SPACE)
-        if extra:
-            if (reason := check_extra(extra)) is not None:
-                raise Reject(reason)
-            extra = extra[1:-1].strip(JSON_SPACE)  # the members, spliced in below
+        if extra and (reason := check_extra(extra)) is not None:
+            raise Reject(reason)
+        trace = trace_members(opts.trace_headers, headers, extra) if headers and opts.trace_headers else b""
+        extra = extra[1:-1].strip(JSON_SPACE)  # the members, spliced in below
 
         at = job.get("at")
         if at is not None and not (math.isfinite(at) and at <= MAX_EPOCH_SECONDS):
@@ -427,7 +533,7 @@ class Encoder:
         out += [b',"args":', args]
         if extra:
             out += [b",", extra]
-        out += [b',"jid":"', jid, b'","created_at":', created_at]
+        out += [b',"jid":"', jid, b'","created_at":', created_at, trace]
         if not scheduled:
             enqueued_at = str(now_ms).encode() if ms else format_seconds_ms(now_ms)
             out += [b',"enqueued_at":', enqueued_at]

@@ -47,6 +47,8 @@ CASES = [
           args_json=json.dumps(AJ_ARGS, separators=(",", ":")))),
     ("deep", {"class": "ParityJob", "queue": "deep", "args": json.loads(DEEP)},
      dict(job_class="ParityJob", queue="deep", args_json=DEEP)),
+    ("framed", {"class": "ParityJob", "queue": "deep", "args": ["framed"]},  # Schema Registry framing
+     dict(job_class="ParityJob", queue="deep", args_json='["framed"]')),
 ]
 # Refused by both: args 100 and 101 deep (Ruby: JSON::NestingError), tags not an Array.
 REFUSED = [
@@ -91,6 +93,19 @@ class ParityJob
 end
 '''
 
+def framed(job: Job) -> bytes:
+    """The job as Confluent's own Protobuf serializer frames it (a mock registry)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry = SchemaRegistryClient.new_client({"url": "mock://parity"})
+    serializer = ProtobufSerializer(Job, registry, {"use.deprecated.format": False})
+    value = serializer(job, SerializationContext("jobs", MessageField.VALUE))
+    assert value[0] == 0 and value[5:] == b"\x00" + job.SerializeToString()
+    return value
+
+
 VOLATILE = re.compile(rb'"(jid)":"[0-9a-f]{24}"|"(created_at|enqueued_at)":[0-9.e+]+')
 
 
@@ -132,8 +147,8 @@ def test_bridge_writes_what_client_push_writes(bootstrap, make_topic, redis_url,
 
     topic = make_topic(1)
     make_topic(1, name=f"{topic}.dlq")
-    produce(bootstrap, topic, [(name.encode(), Job(**fields).SerializeToString())
-                               for name, _, fields in CASES] +
+    produce(bootstrap, topic, [(name.encode(), framed(Job(**fields)) if name == "framed" else
+                                Job(**fields).SerializeToString()) for name, _, fields in CASES] +
             [(name.encode(), Job(**fields).SerializeToString()) for name, _, fields, _ in REFUSED])
     bridge = Bridge(bridge_env(bootstrap, redis_url, topic), "run")
     try:
@@ -153,19 +168,19 @@ def test_bridge_writes_what_client_push_writes(bootstrap, make_topic, redis_url,
         assert bridged[key] == ruby[key], key
     assert redis_client.zscore("schedule", redis_client.zrange("schedule", 0, 0)[0]) == AT
 
-    # Sidekiq performs the 100-deep job (args 99 deep)
+    # Sidekiq performs the 100-deep job (args 99 deep) and the framed one
     (tmp_path / "worker.rb").write_text(WORKER_RB)
     with open(tmp_path / "sidekiq.log", "wb") as log:
         sidekiq = subprocess.Popen(["sidekiq", "-r", str(tmp_path / "worker.rb"), "-q", "deep", "-c", "1"],
                                    env={**env, "REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=tmp_path)
     try:
-        wait_for(lambda: redis_client.llen("parity:performed") >= 1, 60, "Sidekiq to perform the deep job")
+        wait_for(lambda: redis_client.llen("parity:performed") >= 2, 60, "Sidekiq to perform the deep jobs")
     finally:
         sidekiq.terminate()
         sidekiq.wait(30)
-    performed = json.loads(redis_client.lindex("parity:performed", 0))
-    assert performed["depth"] == 99
+    performed = [json.loads(p) for p in redis_client.lrange("parity:performed", 0, -1)]
+    assert sorted(p["depth"] for p in performed) == [1, 99]
     assert redis_client.zcard("retry") == 0 and redis_client.zcard("dead") == 0, \
         (tmp_path / "sidekiq.log").read_text(errors="replace")[-3000:]
     ruby_db.flushdb()

@@ -49,7 +49,8 @@ def test_flag_errors_name_the_flag():
 
 
 BAD = {config._positive_int: "-3", config._byte_size: "12 parsecs", config._non_negative_int: "-1",
-       config._mark: "lots", config._flag: "maybe", config._listen: "nowhere", config._file: "/no/such.pem"}
+       config._mark: "lots", config._flag: "maybe", config._listen: "nowhere", config._file: "/no/such.pem",
+       config.parse_trace_headers: "traceparent,class"}
 
 
 @pytest.mark.parametrize("setting", [s for s in config.SETTINGS if s.parse not in (str, config._name_list)],

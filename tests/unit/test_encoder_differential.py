@@ -152,6 +152,26 @@ def job_value(draw) -> bytes:
     return value
 
 
+# Kafka headers: trace context, good and bad, and others
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+HEADER_VALUES = [TRACEPARENT, b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x", b"ff" + TRACEPARENT[2:],
+                 b"00-" + b"0" * 32 + TRACEPARENT[35:], TRACEPARENT.upper(), b"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+                 b'a"b', b"a\\b", b"\xc3\xa9", b"x" * 512, b"x" * 513, b"", None]
+HEADER_NAMES = ["traceparent", "tracestate", "x-datadog-trace-id", "other"]
+
+
+def rand_headers(rnd: random.Random):
+    if rnd.random() < 0.5:
+        return None
+    return [(rnd.choice(HEADER_NAMES), rnd.choice(HEADER_VALUES)) for _ in range(rnd.randint(0, 4))]
+
+
+def frame(rnd: random.Random, value: bytes) -> bytes:
+    """value in Schema Registry framing, sometimes broken."""
+    indexes = rnd.choice([b"\x00", b"\x02\x02", b"\x04\x00\x02", b"\x01", b"\x02\x01", b"\x02", b"\x80"])
+    return b"\x00" + rnd.choice([1, 7, 2 ** 32 - 1]).to_bytes(4, "big") + indexes + value
+
+
 messages = st.tuples(job_value() | st.none(), st.integers(-1, 2 ** 44) | st.just(1700000000123),
                      st.integers(0, 63), st.integers(0, 2 ** 40))
 
@@ -164,6 +184,9 @@ options = st.builds(
     max_message_bytes=st.sampled_from([1 << 20, 64]),
     jid=st.sampled_from(["random", "origin"]),
     add_origin=st.booleans(),
+    wire_format=st.sampled_from(encoder_py.WIRE_FORMATS),
+    schema_ids=st.sampled_from([None, frozenset({7})]),
+    trace_headers=st.sampled_from([encoder_py.TRACE_HEADERS, (), ("x-datadog-trace-id", "traceparent", "a")]),
 )
 
 
@@ -259,8 +282,11 @@ def test_objects_with_many_keys_repeated_or_escaped():
 class Message:
     """What confluent-kafka's consume() returns, as far as the encoders look at it."""
 
-    def __init__(self, value, timestamp_ms, partition, offset, error=None):
-        self._fields, self._error = (value, timestamp_ms, partition, offset), error
+    def __init__(self, value, timestamp_ms, partition, offset, error=None, headers=None):
+        self._fields, self._error, self._headers = (value, timestamp_ms, partition, offset), error, headers
+
+    def headers(self):
+        return self._headers
 
     def value(self):
         return self._fields[0]
@@ -332,6 +358,11 @@ def rand_text(rnd: random.Random, top: str) -> bytes:
 
 
 def rand_value(rnd: random.Random) -> bytes | None:
+    value = plain_value(rnd)
+    return frame(rnd, value) if value is not None and rnd.random() < 0.2 else value
+
+
+def plain_value(rnd: random.Random) -> bytes | None:
     roll = rnd.random()
     if roll < 0.03:
         return None
@@ -345,7 +376,10 @@ def rand_value(rnd: random.Random) -> bytes | None:
         elif number == 2:
             fields.append(field_len(number, rnd.choice(QUEUES).encode()))
         elif number in (3, 9):
-            fields.append(field_len(number, rand_text(rnd, "[" if number == 3 else "{")))
+            text = rand_text(rnd, "[" if number == 3 else "{")
+            if number == 9 and rnd.random() < 0.05:  # a key a trace header also names
+                text = b'{"traceparent":"mine"}'
+            fields.append(field_len(number, text))
         elif number == 5:
             fields.append(field_len(5, rnd.choice([b"0123456789abcdef01234567", b"0123456789ABCDEF01234567", b""])))
         elif number in (4, 8):
@@ -369,12 +403,13 @@ def test_compiled_equals_reference_bulk(opts, batch_seed):
     rnd = random.Random(batch_seed)
     batch = [(rand_value(rnd), rnd.choice([-1, 1700000000123, rnd.randrange(2 ** 44)]),
               rnd.randrange(64), rnd.randrange(2 ** 40)) for _ in range(BULK_BATCH)]
+    batch = [m + (rand_headers(rnd),) if rnd.random() < 0.3 else m for m in batch]
     assert_same(opts, batch, rnd.getrandbits(64), rnd.randrange(2 ** 44))
 
 
-def kafka_message(value, timestamp_ms, partition, offset, error=None):
+def kafka_message(value, timestamp_ms, partition, offset, error=None, headers=None):
     """A confluent-kafka Message, which the compiled encoder reads in place."""
-    return confluent_kafka.Message(topic="jobs.v1", value=value, partition=partition, offset=offset,
+    return confluent_kafka.Message(topic="jobs.v1", value=value, partition=partition, offset=offset, headers=headers,
                                    timestamp=(0 if timestamp_ms < 0 else 1, timestamp_ms),
                                    error=error and confluent_kafka.KafkaError(confluent_kafka.KafkaError._TRANSPORT))
 
@@ -393,7 +428,8 @@ def test_compiled_equals_reference_on_messages_in_byte_bounded_runs(make, opts, 
         p = 2 ** 31 - 1 if rnd.random() < 0.05 else rnd.randrange(8)
         partition_next[p] = partition_next.get(p, 2 ** 62) + 1
         batch.append(make(rand_value(rnd), rnd.choice([-1, 1700000000123, rnd.randrange(2 ** 44)]), p,
-                          partition_next[p], error="broker down" if rnd.random() < 0.01 else None))
+                          partition_next[p], error="broker down" if rnd.random() < 0.01 else None,
+                          headers=rand_headers(rnd) if rnd.random() < 0.2 else None))
     start = rnd.randrange(BULK_BATCH)
     assert_same(opts, batch, rnd.getrandbits(64), 1700000001000, start, rnd.choice([0, 1, 500, 20_000]))
 
@@ -404,6 +440,6 @@ def test_confluent_kafka_messages_are_read_in_place():
     nothing else is read in place."""
     fields = encoder._encoder.message_fields(confluent_kafka.Message)
     assert fields is not None, "the Message layout was not recognised: the accessors are called"
-    assert len(set(fields.values())) == 5
+    assert len(set(fields.values())) == 7
     assert encoder._encoder.message_fields(Message) is None
     assert encoder._encoder.message_fields(tuple) is None

@@ -192,6 +192,8 @@ REJECTS = [
     (FLOAT, job(job_class="A", at=1700000000123.0), "bad_at"),       # milliseconds, not seconds
     (FLOAT, job(job_class="A", created_at=float("inf")), "bad_created_at"),
     (FLOAT, job(job_class="A", created_at=-1.0), "bad_created_at"),
+    (EncoderOptions(wire_format="confluent"), job(job_class="A"), "bad_framing"),
+    (EncoderOptions(schema_ids=frozenset({1})), b"\x00\x00\x00\x00\x07\x00" + job(job_class="A"), "schema_not_allowed"),
 ]
 
 
@@ -231,3 +233,55 @@ def test_edge_timestamps_offsets_and_tuple_values(module):
     for bad in [(value, 2 ** 63, 0, 1), (value, 1, 0, -(2 ** 63) - 1), (value, 1, 2 ** 64, 1)]:
         with pytest.raises(OverflowError):
             enc.encode_batch(TOPIC, [bad], NOW)
+
+
+FRAMED = b"\x00\x00\x00\x00\x07"  # magic byte, schema id 7
+
+
+@pytest.mark.parametrize("options,indexes", [
+    (FLOAT, b"\x00"),                                          # the first message: a lone 0
+    (EncoderOptions(wire_format="confluent"), b"\x04\x02\x00"),  # [1, 0]
+    (EncoderOptions(schema_ids=frozenset({7})), b"\x00"),
+])
+def test_schema_registry_framing_is_taken_off(enc, options, indexes):
+    batch = enc(FRAMED + indexes + job(job_class="A", jid=JID), options)
+    assert batch.queues == {"default": [b'{"retry":true,"queue":"default","class":"A","args":[],'
+                                        b'"jid":"0123456789abcdef01234567","created_at":1700000000.123,'
+                                        b'"enqueued_at":1700000001.0}']}
+
+
+@pytest.mark.parametrize("options,value,reason", [
+    (EncoderOptions(wire_format="plain"), FRAMED + b"\x00" + job(job_class="A"), "not_protobuf"),
+    (FLOAT, FRAMED + b"\x01" + job(job_class="A"), "not_protobuf"),  # a negative count: not framed
+    (EncoderOptions(wire_format="confluent"), FRAMED, "bad_framing"),
+])
+def test_what_is_not_taken_for_framing(enc, options, value, reason):
+    assert enc(value, options).rejects == [(0, reason)]
+
+
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("module", ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_trace_headers_become_job_keys(module):
+    """traceparent/tracestate headers land after created_at, where a client middleware
+    would add them; bad values and keys the job has are left out."""
+    enc = module.Encoder(FLOAT, seed=1)
+    value = job(job_class="A", jid=JID)
+    tail = b',"enqueued_at":1700000001.0}'
+    cases = [
+        ([("traceparent", TRACEPARENT), ("tracestate", b"congo=t61rcWkgMzE"), ("other", b"x")],
+         b',"traceparent":"%s","tracestate":"congo=t61rcWkgMzE"' % TRACEPARENT),
+        ([("tracestate", b"a=1"), ("traceparent", b"00-xyz"), ("tracestate", b"b=2")], b',"tracestate":"b=2"'),
+        ([("traceparent", b"ff" + TRACEPARENT[2:]), ("tracestate", b'a"b')], b""),
+        ([("tracestate", b"x" * 513)], b""),
+        ([], b""),
+    ]
+    batch = enc.encode_batch(TOPIC, [(value, KAFKA_TS, 0, i, h) for i, (h, _) in enumerate(cases)], NOW)
+    for payload, (_, expected) in zip(batch.queues["default"], cases):
+        assert payload.endswith(b'"created_at":1700000000.123' + expected + tail)
+    mine = job(job_class="A", jid=JID, extra_json='{"tracestate":"mine"}')
+    batch = enc.encode_batch(TOPIC, [(mine, KAFKA_TS, 0, 0, [("tracestate", b"theirs")])], NOW)
+    assert batch.queues["default"][0].count(b"tracestate") == 1
+    off = module.Encoder(EncoderOptions(trace_headers=()), seed=1)
+    assert b"traceparent" not in off.encode_batch(TOPIC, [(value, 1, 0, 0, cases[0][0])], NOW).queues["default"][0]
