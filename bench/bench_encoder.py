@@ -8,7 +8,8 @@ is the median over runs. Four batches: one ~200-byte job a thousand times, a tho
 different jobs of that shape (as a topic carries them: other ids, amounts, lengths and
 classes, which the branch predictor cannot learn by heart), a job with ~4 KB of args, all
 as (value, timestamp, partition, offset) tuples; and the ~200-byte job as confluent-kafka
-Messages, which is what the worker hands the encoder.
+Messages, which is what the worker hands the encoder, without headers and with W3C
+traceparent/tracestate headers (which become job keys).
 
 Worst cases: 1 MiB messages of each shape that once cost more per byte than plain args
 (a number with an exponent, integers of 19+ digits, escaped top-level extra keys, many
@@ -43,6 +44,7 @@ from kafka2sidekiq.encoder_py import EncoderOptions
 from . import common
 
 BATCH = 1000
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 NOW_MS = 1700000001000
 
 
@@ -197,12 +199,14 @@ def main(argv=None) -> dict:
     options = EncoderOptions()
     results = {}
     batches = {"small": [small_job()] * BATCH, "varied": varied_jobs(BATCH), "large": [large_job()] * BATCH,
-               "messages": [small_job()] * BATCH}
+               "messages": [small_job()] * BATCH, "traced": [small_job()] * BATCH}
     for job_name, values in batches.items():
         messages = [(value, 1700000000123, i % 8, i) for i, value in enumerate(values)]
-        if job_name == "messages":  # as the worker has them from consume()
+        if job_name in ("messages", "traced"):  # as the worker has them from consume()
+            headers = [("traceparent", TRACEPARENT), ("tracestate", b"congo=t61rcWkgMzE")] \
+                if job_name == "traced" else None
             messages = [Message(topic="jobs", value=value, timestamp=(1, timestamp), partition=partition,
-                                offset=offset) for value, timestamp, partition, offset in messages]
+                                offset=offset, headers=headers) for value, timestamp, partition, offset in messages]
         size = round(sum(map(len, values)) / len(values))
         encoders = {name: cls(options) for name, cls in contenders.items()}
         rejected = encoders["compiled"].encode_batch("jobs", messages, NOW_MS).rejects

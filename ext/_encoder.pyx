@@ -35,9 +35,9 @@ cdef extern from "k2s_json.h":
     ctypedef struct k2s_keys:
         pass
     void k2s_keys_init(k2s_keys *keys, const char *const *list)
-    int k2s_json_array(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars)
-    int k2s_json_object(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars,
-                        const k2s_keys *keys)
+    int K2S_ARGS_MAX_DEPTH, K2S_EXTRA_MAX_DEPTH
+    int k2s_json_array(const uint8_t *s, size_t n, size_t max_int_chars)
+    int k2s_json_object(const uint8_t *s, size_t n, size_t max_int_chars, const k2s_keys *keys)
 
 cdef extern from "k2s_wire.h":
     ctypedef struct k2s_job:
@@ -92,8 +92,8 @@ cdef int WIRE_PLAIN = WIRE_FORMATS.index("plain")
 cdef int WIRE_CONFLUENT = WIRE_FORMATS.index("confluent")
 
 cdef size_t NAME_MAX = MAX_NAME_BYTES
-cdef int ARGS_DEPTH = MAX_ARGS_DEPTH
-cdef int EXTRA_DEPTH = MAX_EXTRA_DEPTH
+if (K2S_ARGS_MAX_DEPTH, K2S_EXTRA_MAX_DEPTH) != (MAX_ARGS_DEPTH, MAX_EXTRA_DEPTH):
+    raise ImportError("ext/k2s_json.h and encoder_py disagree on the nesting limits")
 # k2s_json_object's verdicts -> reasons
 cdef int EXTRA_REASONS[7]
 EXTRA_REASONS[K2S_JSON_BAD] = R_BAD_EXTRA
@@ -517,6 +517,7 @@ cdef class Encoder:
         cdef bint is_scheduled
         cdef object headers
         cdef bytes trace
+        cdef bint traced
         cdef bytes payload
         cdef str queue_s
         # Messages of one batch mostly share a Kafka timestamp: format it once.
@@ -531,10 +532,11 @@ cdef class Encoder:
 
         for index in range(start, total):
             item = items[index]
-            headers = None
+            traced = False  # a message with headers, and trace headers to look for
             if type(item) is tuple:
                 if PyTuple_GET_SIZE(item) == 5:
                     value, timestamp_ms, partition, offset, headers = item
+                    traced = headers is not None and len(self.trace_names) != 0
                 else:
                     value, timestamp_ms, partition, offset = item
             else:
@@ -546,8 +548,9 @@ cdef class Encoder:
                     end = index + 1
                     continue
                 timestamp_ms, partition, offset = meta.timestamp_ms, meta.partition, meta.offset
-                if meta.headers and self.trace_names:
+                if meta.headers and len(self.trace_names) != 0:
                     headers = item.headers()
+                    traced = headers is not None
             if value is None:
                 data, n = <const uint8_t *>b"", 0
             else:
@@ -566,10 +569,10 @@ cdef class Encoder:
                 rejects.append((index, REASONS[reason]))
                 continue
             is_scheduled = job.has_at and job.at > now_s
-            trace = None
-            if headers and self.trace_names:  # the rare message with headers
+            if traced:  # the rare message with headers: Python's work, shared with the reference
                 trace = trace_members(self.trace_names, headers, b"{" + PyBytes_FromStringAndSize(
-                    <const char *>job.extra, job.extra_len) + b"}" if job.extra_len else b"") or None
+                    <const char *>job.extra, job.extra_len) + b"}" if job.extra_len else b"")
+                traced = PyBytes_GET_SIZE(trace) != 0
 
             # the jid: the producer's, or derived from the origin, or the next random one
             jid = NULL
@@ -604,14 +607,14 @@ cdef class Encoder:
                 created, created_n = ts_text, ts_n
             origin = <const char *>topic_p if self.add_origin else NULL
             bound = n + topic_n + FIXED_ROOM  # no payload is longer
-            if trace is not None:
+            if traced:
                 bound += <size_t>PyBytes_GET_SIZE(trace)
 
             if is_scheduled:
                 self.grow(bound)
                 w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
                                   origin, topic_n, partition, offset)
-                if trace is not None:
+                if traced:
                     w = put_lit(w, trace)
                 w = put_lit(w, b'}')
                 payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
@@ -636,7 +639,7 @@ cdef class Encoder:
             body = frame + header_n + 3
             w = k2s_write_job(body, &job, jid, jid_state, created, created_n,
                               origin, topic_n, partition, offset)
-            if trace is not None:
+            if traced:
                 w = put_lit(w, trace)
             w = put(w, tail_p, tail_n)
             body_n = <size_t>(w - body)
@@ -698,12 +701,12 @@ cdef class Encoder:
         k2s_strip(&job.args, &job.args_len)
         if job.args_len == 0:
             job.args, job.args_len = <const uint8_t *>b"[]", 2
-        if k2s_json_array(job.args, job.args_len, ARGS_DEPTH, self.int_chars) != K2S_JSON_OK:
+        if k2s_json_array(job.args, job.args_len, self.int_chars) != K2S_JSON_OK:
             return R_BAD_ARGS
 
         k2s_strip(&job.extra, &job.extra_len)
         if job.extra_len:
-            verdict = k2s_json_object(job.extra, job.extra_len, EXTRA_DEPTH, self.int_chars, &RESERVED)
+            verdict = k2s_json_object(job.extra, job.extra_len, self.int_chars, &RESERVED)
             if verdict != K2S_JSON_OK:
                 if verdict == K2S_JSON_NOMEM:
                     raise MemoryError()

@@ -24,6 +24,8 @@ enum {
 };
 
 #define K2S_JSON_MAX_DEPTH 100
+#define K2S_ARGS_MAX_DEPTH 99    /* encoder_py.MAX_ARGS_DEPTH */
+#define K2S_EXTRA_MAX_DEPTH 100  /* encoder_py.MAX_EXTRA_DEPTH */
 #define K2S_RETRY_FOR_MAX 1000000000LL
 
 /* AddressSanitizer, as gcc (__SANITIZE_ADDRESS__) and clang (__has_feature) announce it. */
@@ -235,9 +237,8 @@ static int k2s_float_overflows(const uint8_t *number, const uint8_t *digits, con
     return value > 1.7976931348623157e308 || value < -1.7976931348623157e308;
 }
 
-/* A number at p: the byte after it, or NULL when it is malformed or msgspec cannot read it
- * (an integer of more than max_int_chars bytes, a float that overflows). */
-static const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end, size_t max_int_chars) {
+/* The rest of k2s_number, for a number that is not a short plain integer. */
+static const uint8_t *k2s_number_slow(const uint8_t *p, const uint8_t *end, size_t max_int_chars) {
     const uint8_t *start = p, *q, *digits, *digits_end;
     int64_t exp = 0;
     int negative_exp = 0;
@@ -272,6 +273,20 @@ static const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end, size_t ma
     if (!is_float) return (size_t)(p - start) > max_int_chars ? NULL : p;
     if (k2s_float_overflows(start, digits, digits_end, exp)) return NULL;
     return p;
+}
+
+/* A number at p: the byte after it, or NULL when it is malformed or msgspec cannot read it
+ * (an integer of more than max_int_chars bytes, a float that overflows). Inline, the
+ * common case: an integer that does not start with 0, ends before a fraction or exponent
+ * and is no longer than max_int_chars. */
+static inline __attribute__((always_inline)) const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end,
+                                                                       size_t max_int_chars) {
+    const uint8_t *q = p + (*p == '-');
+    if (q < end && *q >= '1' && *q <= '9') {
+        q = k2s_digits(q + 1, end);
+        if ((q >= end || (*q != '.' && *q != 'e' && *q != 'E')) && (size_t)(q - p) <= max_int_chars) return q;
+    }
+    return k2s_number_slow(p, end, max_int_chars);
 }
 
 static inline const uint8_t *k2s_literal(const uint8_t *p, const uint8_t *end, const char *word,
@@ -326,9 +341,9 @@ static void k2s_members_init(k2s_members *m, size_t n) {
     m->tags = m->retry_for = 0;
 }
 
-static void k2s_members_free(k2s_members *m) {
+static inline void k2s_members_free(k2s_members *m) {
     if (m->keys != m->inline_keys) free(m->keys);
-    free(m->text);
+    if (m->text) free(m->text);
 }
 
 static int k2s_members_add(k2s_members *m, const uint8_t *p, size_t n) {
@@ -438,8 +453,9 @@ static int k2s_retry_for_fault(const uint8_t *p, const uint8_t *end) {
  * most max_int_chars long. With `keys` (an object's check), also judge its top-level
  * members: none of `keys`, none twice, `tags` and `retry_for` as Sidekiq's client
  * wants them. The verdict is the first of K2S_JSON_* that applies. */
-static int k2s_json_walk(const uint8_t *s, size_t n, uint8_t open, int max_depth, size_t max_int_chars,
-                         const k2s_keys *keys, k2s_members *members) {
+static inline __attribute__((always_inline)) int k2s_json_walk(const uint8_t *s, size_t n, uint8_t open,
+                                                              int max_depth, size_t max_int_chars,
+                                                              const k2s_keys *keys, k2s_members *members) {
     const uint8_t *p = s, *end = s + n, *key, *q;
     uint8_t closers[K2S_JSON_MAX_DEPTH];
     int depth = 0, reserved = 0, escaped;
@@ -529,17 +545,17 @@ after: /* a value ended: a comma, a closing bracket, or the end of the text */
     return K2S_JSON_BAD;
 }
 
-/* A JSON array of arguments: K2S_JSON_OK or K2S_JSON_BAD. */
-static inline int k2s_json_array(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars) {
-    return k2s_json_walk(s, n, '[', max_depth, max_int_chars, NULL, NULL);
+/* A JSON array of arguments: K2S_JSON_OK or K2S_JSON_BAD. (Each of these two gets a walk
+ * of its own, its constants folded in: the args' has no key handling at all.) */
+static int k2s_json_array(const uint8_t *s, size_t n, size_t max_int_chars) {
+    return k2s_json_walk(s, n, '[', K2S_ARGS_MAX_DEPTH, max_int_chars, NULL, NULL);
 }
 
 /* A JSON object of extra keys: any verdict. */
-static int k2s_json_object(const uint8_t *s, size_t n, int max_depth, size_t max_int_chars,
-                           const k2s_keys *keys) {
+static int k2s_json_object(const uint8_t *s, size_t n, size_t max_int_chars, const k2s_keys *keys) {
     k2s_members members;
     k2s_members_init(&members, n);
-    int verdict = k2s_json_walk(s, n, '{', max_depth, max_int_chars, keys, &members);
+    int verdict = k2s_json_walk(s, n, '{', K2S_EXTRA_MAX_DEPTH, max_int_chars, keys, &members);
     if (verdict == K2S_JSON_OK) {
         verdict = k2s_members_repeat(&members) ? K2S_JSON_DUPLICATE
                   : members.tags ? K2S_JSON_BAD_TAGS

@@ -210,22 +210,19 @@ def trace_members(names: tuple[str, ...], headers, extra: bytes) -> bytes:
     MAX_TRACE_VALUE bytes of printable ASCII without '"' and '\\' (a traceparent in W3C
     form too) and the job's extra keys (the JSON object ``extra``, or b"") do not have
     the key already. b"" when none."""
-    found = {}
-    for name, value in headers:
-        if name in names:
-            found[name] = value
-    out = []
+    found = {name: value for name, value in headers if name in names}
+    out = b""
     for name in names:
         value = found.get(name)
-        if value is None or type(value) is not bytes or len(value) > MAX_TRACE_VALUE:
-            continue
-        if not _TRACE_VALUE.match(value) or (name == "traceparent" and not _traceparent(value)):
+        if (type(value) is not bytes or len(value) > MAX_TRACE_VALUE or not _TRACE_VALUE.match(value)
+                or (name == "traceparent" and not _traceparent(value))):
             continue
         key = name.encode()
-        if extra and b'"' in extra and name in _top_level_keys(extra):
+        # the extra keys may name it (as written, or with an escape): then theirs stays
+        if extra and (b'"%s"' % key in extra or b"\\" in extra) and name in _top_level_keys(extra):
             continue
-        out.append(b',"%s":"%s"' % (key, value))
-    return b"".join(out)
+        out += b',"%s":"%s"' % (key, value)
+    return out
 
 
 def _traceparent(value: bytes) -> bool:
