@@ -240,19 +240,20 @@ static int k2s_float_overflows(const uint8_t *number, const uint8_t *digits, con
 /* The rest of k2s_number, for a number that is not a short plain integer. */
 static const uint8_t *k2s_number_slow(const uint8_t *p, const uint8_t *end, size_t max_int_chars) {
     const uint8_t *start = p, *q, *digits, *digits_end;
-    int64_t exp = 0;
-    int negative_exp = 0;
+    int64_t exp = 0, top;  /* top: the power of ten of the integer part's first digit (-1: it is 0) */
+    int negative_exp = 0, is_float = 0;
     if (*p == '-') p++;
     if (p >= end) return NULL;
     digits = p;
     if (*p == '0') {
         p++;
+        top = -1;
     } else {
         q = k2s_digits(p, end);
         if (q == p) return NULL;
+        top = (int64_t)(q - p) - 1;
         p = q;
     }
-    int is_float = 0;
     if (p < end && *p == '.') {
         q = k2s_digits(p + 1, end);
         if (q == p + 1) return NULL;
@@ -271,20 +272,27 @@ static const uint8_t *k2s_number_slow(const uint8_t *p, const uint8_t *end, size
         is_float = 1;
     }
     if (!is_float) return (size_t)(p - start) > max_int_chars ? NULL : p;
-    if (k2s_float_overflows(start, digits, digits_end, exp)) return NULL;
+    /* the value is below 10**(top + exp + 1): only near 10**308 is there more to see */
+    if (top + exp >= 308 && k2s_float_overflows(start, digits, digits_end, exp)) return NULL;
     return p;
 }
 
 /* A number at p: the byte after it, or NULL when it is malformed or msgspec cannot read it
  * (an integer of more than max_int_chars bytes, a float that overflows). Inline, the
- * common case: an integer that does not start with 0, ends before a fraction or exponent
- * and is no longer than max_int_chars. */
+ * common cases: an integer no longer than max_int_chars, and a number with a fraction but
+ * no exponent whose integer part has at most 308 digits (below 1e308: no overflow). A
+ * leading 0 ends the integer part, as JSON wants (what follows it fails the walk). */
 static inline __attribute__((always_inline)) const uint8_t *k2s_number(const uint8_t *p, const uint8_t *end,
                                                                        size_t max_int_chars) {
-    const uint8_t *q = p + (*p == '-');
-    if (q < end && *q >= '1' && *q <= '9') {
-        q = k2s_digits(q + 1, end);
-        if ((q >= end || (*q != '.' && *q != 'e' && *q != 'E')) && (size_t)(q - p) <= max_int_chars) return q;
+    const uint8_t *digits = p + (*p == '-'), *q, *f;
+    if (digits < end && *digits >= '0' && *digits <= '9') {
+        q = *digits == '0' ? digits + 1 : k2s_digits(digits + 1, end);
+        if (q >= end || (*q != '.' && *q != 'e' && *q != 'E')) {
+            if ((size_t)(q - p) <= max_int_chars) return q;
+        } else if (*q == '.' && q - digits <= 308) {
+            f = k2s_digits(q + 1, end);
+            if (f > q + 1 && (f >= end || (*f != 'e' && *f != 'E'))) return f;
+        }
     }
     return k2s_number_slow(p, end, max_int_chars);
 }
