@@ -19,8 +19,9 @@ from libc.math cimport isfinite
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
-from .encoder_py import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
-                         WIRE_FORMATS, Batch, EncoderOptions, format_seconds_ms, int_max_chars, trace_members)
+from .encoder_py import format_seconds_ms, int_max_chars, trace_members
+from .encoder_types import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
+                            WIRE_FORMATS, Batch, EncoderOptions)
 from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
 
 cdef extern from "Python.h":
@@ -68,7 +69,7 @@ cdef extern from "k2s_wire.h":
                         size_t created_len, const char *topic, size_t topic_len,
                         int64_t partition, int64_t offset)
 
-# Reason codes, by their place in the reference's REASONS (the one list of them).
+# Reason codes, by their place in encoder_types.REASONS (the one list of them).
 cdef int R_OK = -1
 cdef int R_TOO_LARGE = REASONS.index("too_large")
 cdef int R_NOT_PROTOBUF = REASONS.index("not_protobuf")

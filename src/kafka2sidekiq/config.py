@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from . import exits
-from .encoder_py import WIRE_FORMATS, parse_schema_ids, parse_trace_headers
+from .encoder_types import WIRE_FORMATS, parse_schema_ids, parse_trace_headers
 from .sidekiq import TIMESTAMPS_FLOAT, TIMESTAMPS_MS
 
 EXIT_CONFIG = exits.CONFIG  # EX_CONFIG from sysexits.h: the configuration is wrong
@@ -345,7 +345,7 @@ class _SettingsMethods:
         return self.dlq_topic or f"{self.topic}.dlq"
 
     def encoder_options(self):
-        from .encoder_py import EncoderOptions
+        from .encoder_types import EncoderOptions
         return EncoderOptions(
             timestamps=self.timestamps, default_queue=self.default_queue,
             class_allow=self.class_allow, queue_allow=self.queue_allow,

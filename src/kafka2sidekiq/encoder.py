@@ -4,7 +4,7 @@ reference), ``fast`` (the compiled one, or an error) or ``python`` (the referenc
 from __future__ import annotations
 
 from . import encoder_py
-from .encoder_py import REASONS, Batch, EncoderOptions  # noqa: F401  (the public API)
+from .encoder_types import REASONS, Batch, EncoderOptions  # noqa: F401  (the public API)
 
 try:
     from . import _encoder
