@@ -17,9 +17,14 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memcpy, memmove, memset
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 
-from .encoder_py import format_seconds_ms, int_max_chars, trace_members
+
+cdef extern from "<string.h>":
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
+
+from .encoder_py import _top_level_keys, format_seconds_ms, int_max_chars
+from .encoder_types import MAX_TRACE_VALUE
 from .encoder_types import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
                             WIRE_FORMATS, Batch, EncoderOptions)
 from .sidekiq import RESERVED_KEYS, TIMESTAMPS_MS
@@ -422,7 +427,7 @@ cdef class Encoder:
     cdef size_t max_message_bytes, int_chars
     cdef int wire
     cdef object schema_allow
-    cdef tuple trace_names
+    cdef tuple trace_names, trace_quoted
 
     def __cinit__(self):
         self.buf = NULL
@@ -437,6 +442,7 @@ cdef class Encoder:
         self.wire = WIRE_FORMATS.index(options.wire_format)
         self.schema_allow = options.schema_ids
         self.trace_names = tuple(options.trace_headers)
+        self.trace_quoted = tuple(b'"%s"' % name.encode() for name in self.trace_names)
         self.default_queue = options.default_queue.encode()
         self.class_allow = (None if options.class_allow is None
                             else frozenset(c.encode() for c in options.class_allow))
@@ -570,9 +576,9 @@ cdef class Encoder:
                 rejects.append((index, REASONS[reason]))
                 continue
             is_scheduled = job.has_at and job.at > now_s
-            if traced:  # the rare message with headers: Python's work, shared with the reference
-                trace = trace_members(self.trace_names, headers, b"{" + PyBytes_FromStringAndSize(
-                    <const char *>job.extra, job.extra_len) + b"}" if job.extra_len else b"")
+            if traced:  # a message with headers
+                trace = trace_members_c(self.trace_names, self.trace_quoted,
+                                        headers if type(headers) is list else list(headers), job.extra, job.extra_len)
                 traced = PyBytes_GET_SIZE(trace) != 0
 
             # the jid: the producer's, or derived from the origin, or the next random one
@@ -721,6 +727,74 @@ cdef class Encoder:
         if job.has_created_at and not (isfinite(job.created_at) and 0 <= job.created_at <= EPOCH_MAX):
             return R_BAD_CREATED_AT
         return R_OK
+
+
+cdef size_t TRACE_VALUE_MAX = MAX_TRACE_VALUE
+
+
+cdef inline bint trace_value_ok(bytes value, bint traceparent) noexcept:
+    """encoder_py.trace_members' test of one header value: at most MAX_TRACE_VALUE bytes
+    of printable ASCII but '"' and '\\'; a traceparent in W3C form, version not ff, ids
+    not all zeros."""
+    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(value)
+    cdef size_t n = <size_t>PyBytes_GET_SIZE(value), i
+    cdef uint8_t c
+    cdef bint nonzero_trace = False, nonzero_parent = False
+    if n > TRACE_VALUE_MAX:
+        return False
+    for i in range(n):
+        c = p[i]
+        if c < 0x20 or c > 0x7E or c == b'"' or c == b'\\':
+            return False
+    if not traceparent:
+        return True
+    if n != 55 or p[2] != b'-' or p[35] != b'-' or p[52] != b'-' or (p[0] == b'f' and p[1] == b'f'):
+        return False
+    for i in range(55):
+        if i == 2 or i == 35 or i == 52:
+            continue
+        c = p[i]
+        if not (b'0' <= c <= b'9' or b'a' <= c <= b'f'):
+            return False
+        if c != b'0':
+            if 3 <= i < 35:
+                nonzero_trace = True
+            elif 36 <= i < 52:
+                nonzero_parent = True
+    return nonzero_trace and nonzero_parent
+
+
+cdef bytes trace_members_c(tuple names, tuple quoted, list headers, const uint8_t *extra, size_t extra_n):
+    """encoder_py.trace_members (the specification) for a job whose extra keys are the
+    members extra[0:extra_n], with the loop and the checks in C; ``quoted`` holds each
+    name as b'"name"'."""
+    cdef Py_ssize_t k, count = len(names)
+    cdef list last = [None] * count
+    for header in headers:
+        if type(header) is not tuple or PyTuple_GET_SIZE(header) != 2:
+            continue
+        name = (<tuple>header)[0]
+        for k in range(count):
+            if name == names[k]:
+                last[k] = (<tuple>header)[1]
+    cdef list parts = []
+    cdef bytes value, key
+    cdef object objects = None
+    for k in range(count):
+        if type(last[k]) is not bytes:
+            continue
+        value = <bytes>last[k]
+        if not trace_value_ok(value, names[k] == "traceparent"):
+            continue
+        key = <bytes>quoted[k]
+        if extra_n and (memmem(extra, extra_n, PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key)) != NULL
+                        or memchr(extra, b'\\', extra_n) != NULL):
+            if objects is None:
+                objects = _top_level_keys(b"{" + PyBytes_FromStringAndSize(<const char *>extra, extra_n) + b"}")
+            if names[k] in objects:
+                continue
+        parts += [b",", key, b':"', value, b'"']
+    return b"".join(parts)
 
 
 cdef inline Py_ssize_t bulk_room(object arg) except -1:
