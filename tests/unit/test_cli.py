@@ -43,7 +43,7 @@ def test_help_lists_only_the_settings_of_the_command(command, capsys):
     used = set(cli.COMMAND_SETTINGS[command])
     for s in config.SETTINGS:
         assert (s.flag + " ") in text or s.flag + "\n" in text if s.name in used else s.flag not in text, s.flag
-    if command != "run":
+    if command not in ("run", "worker"):  # the bridge itself: every setting of its own
         assert len(text.splitlines()) <= 100, f"{command} --help: {len(text.splitlines())} lines"
 
 
