@@ -1,33 +1,34 @@
-"""The straightforward single-process Python bridge the benchmarks compare against:
-confluent-kafka consume -> protobuf library decode -> a dict -> msgspec encode -> one
-redis-py pipeline (SADD + LPUSH per queue) per batch -> commit. No ledger, no dead
-letters: what a team would write in an afternoon.
+"""The straightforward Python bridge the benchmarks compare against: confluent-kafka
+consume -> protobuf library decode -> a dict -> msgspec encode -> one redis-py pipeline
+(SADD + LPUSH per queue) per batch -> commit. No ledger, no dead letters: what a team
+would write in an afternoon, given the bridge's own librdkafka tuning (imported from
+kafka2sidekiq.source) so that only the work per job differs. PROCESSES forked processes
+split the partitions, as the bridge's workers do.
 
-    python -m bench.baseline_bridge BOOTSTRAP TOPIC GROUP REDIS_URL BATCH_SIZE
+    python -m bench.baseline_bridge BOOTSTRAP TOPIC GROUP REDIS_URL BATCH_SIZE [PROCESSES]
 """
 
 import secrets
-import signal
 import sys
 import time
 
 import msgspec
 import redis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from kafka2sidekiq._proto.job_pb2 import Job
 
+from . import common
 
-def main(bootstrap, topic, group, redis_url, batch_size) -> None:
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
+
+def bridge(bootstrap, topic, group, redis_url, batch_size, mine) -> None:
+    stop = common.stop_flag()
+    consumer = Consumer(common.tuned_consumer_config(bootstrap, group))
+    consumer.assign([TopicPartition(topic, p, -2) for p in mine])  # a new group: from the beginning
     client = redis.Redis.from_url(redis_url)
     encode, decode = msgspec.json.Encoder().encode, msgspec.json.decode
     while not stop:
-        messages = consumer.consume(int(batch_size), 0.1)
+        messages = consumer.consume(batch_size, common.BATCH_WAIT_SECONDS)
         if not messages:
             continue
         now = time.time()
@@ -48,6 +49,11 @@ def main(bootstrap, topic, group, redis_url, batch_size) -> None:
         pipe.execute()
         consumer.commit(asynchronous=True)
     consumer.close()
+
+
+def main(bootstrap, topic, group, redis_url, batch_size, processes="1") -> None:
+    common.split(bootstrap, topic, int(processes),
+                 lambda mine: bridge(bootstrap, topic, group, redis_url, int(batch_size), mine))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+BATCH_WAIT_SECONDS = 0.02  # the bridge's default K2S_BATCH_WAIT_MS, for every contender
 
 
 def git_sha() -> str:
@@ -76,3 +78,85 @@ def write(name: str, results: dict) -> Path:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+# --- the contenders' Kafka side: the bridge's own tuning, imported, never copied
+
+def bridge_settings(bootstrap: str, topic: str, group: str, batch_wait_ms: int = 20):
+    """The settings a bridge worker would run with for this topic (defaults otherwise)."""
+    from kafka2sidekiq import config
+
+    return config.load({"K2S_BOOTSTRAP_SERVERS": bootstrap, "K2S_TOPIC": topic, "K2S_GROUP_ID": group,
+                        "K2S_BATCH_WAIT_MS": str(batch_wait_ms)})
+
+
+def tuned_source(bootstrap: str, topic: str, group: str, partitions: list[int], batch_wait_ms: int = 20):
+    """The bridge's own Source (its librdkafka tuning and its batching: take what has
+    arrived, wait only for the first), in a process tuned as a worker is, reading
+    ``partitions`` from the beginning. Call in the process that uses it."""
+    from kafka2sidekiq.source import Source, keep_fetch_memory
+
+    settings = bridge_settings(bootstrap, topic, group, batch_wait_ms)
+    keep_fetch_memory(settings.queued_max_kbytes)
+    source = Source(settings)
+    source.assign({p: -1 for p in partitions})
+    return source
+
+
+def tuned_consumer_config(bootstrap: str, group: str, batch_wait_ms: int = 20) -> dict:
+    """A bridge worker's librdkafka settings (kafka2sidekiq.source.consumer_config) for a
+    consumer that keeps its offsets as a straightforward bridge does: stored as consumed,
+    committed by commit(). Also tunes this process's allocator as a worker does."""
+    from kafka2sidekiq.source import MANUAL_OFFSETS, consumer_config, keep_fetch_memory
+
+    settings = bridge_settings(bootstrap, "-", group, batch_wait_ms)
+    keep_fetch_memory(settings.queued_max_kbytes)
+    config = {k: v for k, v in consumer_config(settings).items() if k not in MANUAL_OFFSETS and k != "logger"}
+    return {**config, "enable.auto.commit": False}
+
+
+def split(bootstrap: str, topic: str, processes: int, target) -> None:
+    """Run ``target(partitions)`` in ``processes`` forked processes that split the topic's
+    partitions between them; SIGTERM is passed on; returns when all have exited."""
+    import signal
+
+    from confluent_kafka.admin import AdminClient
+
+    # the partition count, from a client that is gone before anything forks
+    partitions = sorted(AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=15)
+                        .topics[topic].partitions)
+    pids = []
+    for i in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                target(partitions[i::processes])
+                code = 0
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+    signal.signal(signal.SIGTERM, lambda *_: [os.kill(p, signal.SIGTERM) for p in pids])
+    failed = 0
+    for pid in pids:
+        while True:
+            try:
+                failed += os.waitpid(pid, 0)[1] != 0
+                break
+            except InterruptedError:
+                continue
+    if failed:
+        raise SystemExit(f"{failed} of {processes} processes failed")
+
+
+def stop_flag() -> list:
+    """A list that SIGTERM makes true: the loops of the contenders run until it is."""
+    import signal
+
+    stop: list = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    return stop

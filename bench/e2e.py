@@ -1,12 +1,15 @@
 """The end-to-end harness: local services, a pre-filled topic, each contender as a
 process, and one drain measured from the first job in Redis to the last.
 
+Every Kafka contender reads with the bridge's own librdkafka tuning and batching.
 Contenders (all push the same ~177-byte job into the same Redis, each into a database of
 its own, flushed before and after):
     ours         kafka2sidekiq run: supervisor, coordinator, N workers
-    python       the straightforward single-process Python bridge (baseline_bridge.py)
-    raw_copy     Kafka bytes -> LPUSH unchanged, N processes, same batching (raw_copy.py):
-                 the ceiling for any bridge on these services
+    python       the straightforward Python bridge, N processes (baseline_bridge.py)
+    raw_copy     Kafka bytes -> LPUSH unchanged in Python, N processes (raw_copy.py): the
+                 ceiling of a Python bridge
+    ceiling      the same with the project's compiled reader and RESP writer, N processes
+                 (ceiling.py): the strict ceiling, the fastest these bytes move
     push_bulk    Sidekiq's own Client.push_bulk in Ruby (push_bulk.rb), no Kafka: the best
                  a Rails app can do itself
 """
@@ -89,14 +92,19 @@ def ours(bootstrap: str, topic: str, url: str, workers: int, batch_size: int = 1
     return Contender(f"ours-{workers}", [sys.executable, "-m", "kafka2sidekiq", "run"], env)
 
 
-def python_bridge(bootstrap: str, topic: str, url: str, batch_size: int = 1000) -> Contender:
-    return Contender("python", [sys.executable, "-m", "bench.baseline_bridge", bootstrap, topic,
-                                f"bench-{uuid.uuid4().hex[:8]}", url, str(batch_size)])
+def python_bridge(bootstrap: str, topic: str, url: str, processes: int = 1, batch_size: int = 1000) -> Contender:
+    return Contender(f"python-{processes}", [sys.executable, "-m", "bench.baseline_bridge", bootstrap, topic,
+                                             f"bench-{uuid.uuid4().hex[:8]}", url, str(batch_size), str(processes)])
 
 
 def raw_copy(bootstrap: str, topic: str, url: str, processes: int, batch_size: int = 1000) -> Contender:
     return Contender(f"raw_copy-{processes}", [sys.executable, "-m", "bench.raw_copy", bootstrap, topic, url,
                                                str(batch_size), str(processes)])
+
+
+def ceiling(bootstrap: str, topic: str, url: str, processes: int, batch_size: int = 1000) -> Contender:
+    return Contender(f"ceiling-{processes}", [sys.executable, "-m", "bench.ceiling", bootstrap, topic, url,
+                                              str(batch_size), str(processes)])
 
 
 def push_bulk(url: str, jobs: int, batch_size: int = 1000) -> Contender:
