@@ -11,12 +11,15 @@ same Kafka, same Redis, interleaved runs.
    peak memory. Every Kafka contender reads with the bridge's own librdkafka tuning;
 2. sweep: the same against K2S_BATCH_SIZE (baselines at the same batch size) and
    K2S_BATCH_WAIT_MS, to show where the shipped defaults sit;
-3. latency: produce -> in Redis, p50/p99/max, at 25 %, 50 % and 90 % of the throughput
-   measured for N workers.
+3. latency: produce -> in Redis against Kafka's own floor (produce -> consumed, same
+   broker, as many plain consumer processes as workers), p50/p99/max at 1 k/s, 10 k/s
+   and 25 %, 50 %, 90 % of the throughput N workers reached; and the first second of
+   traffic after two seconds idle (bench/latency.py).
 
 Uses the local services (scripts/services.py) unless K2S_BOOTSTRAP_SERVERS and
 K2S_REDIS_URL are set. Writes bench/results/suite.json (suite-quick.json with --quick)
-and the chart bench/results/suite.png; python -m bench.readme puts the table in README.md.
+and the chart bench/results/suite.png; python -m bench.readme puts the tables in
+README.md.
 """
 
 from __future__ import annotations
@@ -33,16 +36,15 @@ from . import common, e2e, latency
 
 DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
 FULL = {"jobs": 400_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
-        "latency_seconds": 10.0}
-QUICK = {"jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100], "latency_seconds": 3.0}
-LOADS = (0.25, 0.50, 0.90)
-WARM_UP = 0.10  # a first, unreported load: connections made, caches warm
+        "latency": {"seconds": 6.0, "rounds": 2, "idle_rounds": 3}}
+QUICK = {"jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100],
+         "latency": {"seconds": 3.0, "rounds": 1, "idle_rounds": 1}}
 CPU_TARGET_US = 0.5  # bridge CPU per job
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run, a short sweep: under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run, a short sweep: about 3 minutes")
     parser.add_argument("--jobs", type=int, help="jobs per drain")
     parser.add_argument("--runs", type=int, help="interleaved runs of the throughput section")
     parser.add_argument("--workers-max", type=int, default=os.cpu_count() or 2, help="N (default: CPU count)")
@@ -71,7 +73,9 @@ def main(argv=None) -> dict:
 
     best = f"ours-{n}"
     swept = (best, f"python-{n}", f"ceiling-{n}", "push_bulk")
-    total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * len(swept) + len(plan["waits"])) + len(LOADS) + 1
+    lat_plan = plan["latency"]
+    passes = (len(latency.SHARES) + 2) * lat_plan["rounds"] * 2 + lat_plan["idle_rounds"] * 2
+    total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * len(swept) + len(plan["waits"])) + passes
     bar = tqdm(total=total, unit="run", dynamic_ncols=True)
 
     def measure(contender: e2e.Contender) -> e2e.Drain:
@@ -120,23 +124,25 @@ def main(argv=None) -> dict:
     by_wait = {wait: round(statistics.median(v)) for wait, v in waited.items()}
     exec_ms = {size: round(statistics.median(v), 2) for size, v in held.items()}
 
-    # 3. latency at fixed shares of what N workers did
-    top = throughput[best]["jobs_per_second_median"]
+    # 3. latency against Kafka's floor, at fixed loads and shares of what N workers did
     bar.set_description("latency")
-    lat = latency.run(bootstrap, redis_url, n, [top * f for f in (WARM_UP, *LOADS)], plan["latency_seconds"],
-                      bar.update)[1:]
-    for load, row in zip(LOADS, lat):
-        row["share_of_max"] = load
+    lat = latency.run(bootstrap, redis_url, n, throughput[best]["jobs_per_second_median"], lat_plan["seconds"],
+                      lat_plan["rounds"], lat_plan["idle_rounds"], bar.update)
     bar.close()
     client.close()
 
     cpu = throughput[best]["cpu_seconds_per_million_median"]  # CPU s per M jobs = us per job
+    loads = {row["load"]: row for row in lat["loads"]}
     targets = {f"ours_share_of_ceiling_{w}v{w} >= 0.9": ratios[f"ours_share_of_ceiling_{w}v{w}"]["median"] >= 0.9
                for w in counts}
     targets.update({
         "ours_over_push_bulk >= 4": ratios["ours_over_push_bulk"]["median"] >= 4,
         "performed_share_of_pushed >= 0.85": ratios["performed_share_of_pushed"]["median"] >= 0.85,
         f"bridge CPU per job <= {CPU_TARGET_US} us": cpu <= CPU_TARGET_US,
+        **{f"latency at {k}: p50 <= floor + 3 ms, p99 <= floor + 10 ms":
+           _at_most(loads[k]["overhead"]["p50_ms"], 3) and _at_most(loads[k]["overhead"]["p99_ms"], 10)
+           for k in ("1k", "10k", "25%")},
+        "latency at 50%: p99 <= 50 ms": _at_most(loads["50%"]["ours"]["p99_ms"], 50),
     })
     results = {"quick": args.quick, "jobs": jobs, "runs": plan["runs"], "workers": counts,
                "job_bytes": len(e2e.small_job()),
@@ -151,6 +157,10 @@ def main(argv=None) -> dict:
     png = chart.draw(results, path.with_suffix(".png"))
     print(f"wrote {path} and {png}")
     return results
+
+
+def _at_most(value, bound) -> bool:
+    return value is not None and value <= bound
 
 
 def summary(samples: list[dict]) -> dict:
@@ -188,8 +198,5 @@ def report(r: dict) -> str:
     lines.append("sweep K2S_BATCH_WAIT_MS: " + " ".join(f"{w}:{v:,}" for w, v in r["sweep"]["batch_wait_ms"].items()))
     lines.append(f"bridge CPU per job ({r['workers'][-1]} workers, whole process tree): "
                  f"{r['bridge_cpu_us_per_job']} us")
-    for row in r["latency"]:
-        lines.append(f"latency at {row['share_of_max']:.0%} ({row['offered_per_second']:,}/s offered, "
-                     f"{row['sent_per_second']:,}/s sent, {row['received']:,} of {row['sent']:,} received): p50 {row['p50_ms']} ms, "
-                     f"p99 {row['p99_ms']} ms, max {row['max_ms']} ms")
+    lines.append(latency.report(r["latency"]))
     return "\n".join(lines)
