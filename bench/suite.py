@@ -14,12 +14,15 @@ same Kafka, same Redis, interleaved runs.
 3. latency: produce -> in Redis against Kafka's own floor (produce -> consumed, same
    broker, as many plain consumer processes as workers), p50/p99/max at 1 k/s, 10 k/s
    and 25 %, 50 %, 90 % of the throughput N workers reached; and the first second of
-   traffic after two seconds idle (bench/latency.py).
+   traffic after two seconds idle (bench/latency.py);
+4. profile: one worker's CPU per job, by call, by thread and (with perf) by code
+   (bench/profile.py).
 
 Uses the local services (scripts/services.py) unless K2S_BOOTSTRAP_SERVERS and
-K2S_REDIS_URL are set. Writes bench/results/suite.json (suite-quick.json with --quick)
-and the chart bench/results/suite.png; python -m bench.readme puts the tables in
-README.md.
+K2S_REDIS_URL are set. Writes bench/results/suite.json and profile.json (suite-quick.json
+and profile-quick.json with --quick) and the chart bench/results/suite.png; python -m
+bench.readme puts the tables in README.md. The full suite takes about 10 minutes on a
+quiet 2-core machine, --quick about 3.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import statistics
 import redis
 from tqdm import tqdm
 
-from . import common, e2e, latency
+from . import common, e2e, latency, profile
 
 DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
 FULL = {"jobs": 400_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
@@ -75,7 +78,7 @@ def main(argv=None) -> dict:
     swept = (best, f"python-{n}", f"ceiling-{n}", "push_bulk")
     lat_plan = plan["latency"]
     passes = (len(latency.SHARES) + 2) * lat_plan["rounds"] * 2 + lat_plan["idle_rounds"] * 2
-    total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * len(swept) + len(plan["waits"])) + passes
+    total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * len(swept) + len(plan["waits"])) + passes + 1
     bar = tqdm(total=total, unit="run", dynamic_ncols=True)
 
     def measure(contender: e2e.Contender) -> e2e.Drain:
@@ -128,6 +131,11 @@ def main(argv=None) -> dict:
     bar.set_description("latency")
     lat = latency.run(bootstrap, redis_url, n, throughput[best]["jobs_per_second_median"], lat_plan["seconds"],
                       lat_plan["rounds"], lat_plan["idle_rounds"], bar.update)
+
+    # 4. where one worker's CPU goes
+    bar.set_description("profile")
+    prof = profile.run(bootstrap, topic, e2e.db_url(redis_url, 7), jobs)
+    bar.update()
     bar.close()
     client.close()
 
@@ -150,12 +158,15 @@ def main(argv=None) -> dict:
                "throughput": throughput, "ratios": ratios, "bridge_cpu_us_per_job": cpu, "targets": targets,
                "sweep": {"batch_size": by_size, "batch_wait_ms": by_wait, "redis_exec_ms": exec_ms},
                "latency": lat}
-    path = common.write("suite-quick" if args.quick else "suite", results)
+    name = "suite-quick" if args.quick else "suite"
+    path = common.write(name, results)
+    prof_path = common.write(name.replace("suite", "profile"), {"quick": args.quick, **prof})
     results = json.loads(path.read_text())  # with the machine, versions and git sha
     print(report(results))
+    print(profile.report(prof))
     from . import chart
     png = chart.draw(results, path.with_suffix(".png"))
-    print(f"wrote {path} and {png}")
+    print(f"wrote {path}, {prof_path} and {png}")
     return results
 
 
