@@ -21,8 +21,8 @@ same Kafka, same Redis, interleaved runs.
 Uses the local services (scripts/services.py) unless K2S_BOOTSTRAP_SERVERS and
 K2S_REDIS_URL are set. Writes bench/results/suite.json and profile.json (suite-quick.json
 and profile-quick.json with --quick) and the chart bench/results/suite.png; python -m
-bench.readme puts the tables in README.md. The full suite takes about 10 minutes on a
-quiet 2-core machine, --quick about 3.
+bench.readme puts the tables in README.md. The full suite takes about 12 minutes on a
+2-core machine (latency and the idle test take a fixed 4 of them), --quick about 2.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ CPU_TARGET_US = 0.5  # bridge CPU per job
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run, a short sweep: about 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run, a short sweep: about 2 minutes")
     parser.add_argument("--jobs", type=int, help="jobs per drain")
     parser.add_argument("--runs", type=int, help="interleaved runs of the throughput section")
     parser.add_argument("--workers-max", type=int, default=os.cpu_count() or 2, help="N (default: CPU count)")
