@@ -146,6 +146,14 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) so far of the process ``pid`` and its descendants."""
+    try:
+        return _cpu(_tree(psutil.Process(pid)))
+    except psutil.Error:
+        return 0.0
+
+
 def _cpu(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:

@@ -233,10 +233,12 @@ class BridgeSink:
 def one_pass(sink, producers: Producers, rate: float, seconds: float) -> tuple[int, array]:
     """Offer ``rate`` jobs/s for ``seconds`` through ``sink``: how many were sent, and the
     (created ms, latency ms) of each one received (and, for ours, in sink.encoded, the
-    (created ms, ms until a worker encoded it) of each)."""
+    (created ms, ms until a worker encoded it) of each). Sets sink.cores: the CPU its
+    processes used over the pass, in cores."""
     sink.take()  # nothing left over from an earlier pass
     if sink.encoded is not None:
         del sink.encoded[:]
+    cpu, started = e2e.cpu_of(sink.proc.pid), time.monotonic()
     used = producers.start(sink.topic, rate, seconds)
     got, sent = array("d"), None
     give_up = time.monotonic() + seconds + 60
@@ -251,6 +253,7 @@ def one_pass(sink, producers: Producers, rate: float, seconds: float) -> tuple[i
             time.sleep(0.0005)
     if sent is None:
         raise RuntimeError(f"the producers did not finish a pass of {seconds} s in {seconds + 60} s")
+    sink.cores = round((e2e.cpu_of(sink.proc.pid) - cpu) / (time.monotonic() - started), 2)
     return sent, got
 
 
@@ -301,7 +304,8 @@ def run(bootstrap: str, redis_url: str, workers: int, top: float, seconds: float
                 for sink in sinks:
                     sent, pairs = one_pass(sink, producers, rate, seconds)
                     row = percentiles(window(pairs, FIRST_SECOND, seconds + 60))
-                    row.update(sent_per_second=round(sent / seconds), received=len(pairs) // 2, sent=sent)
+                    row.update(sent_per_second=round(sent / seconds), received=len(pairs) // 2, sent=sent,
+                               cores=sink.cores)
                     if sink.encoded is not None:
                         row["to_worker"] = percentiles(window(sink.encoded, FIRST_SECOND, seconds + 60))
                     by_load.setdefault(label, {}).setdefault(sink.name, []).append(row)
@@ -314,7 +318,9 @@ def run(bootstrap: str, redis_url: str, workers: int, top: float, seconds: float
                           "sent_per_second": round(statistics.median(
                               r["sent_per_second"] for r in by_load[label]["ours"])),
                           "floor": floor_, "ours": ours_, "overhead": over,
-                          "ours_to_worker": summarise([r["to_worker"] for r in by_load[label]["ours"]])})
+                          "ours_to_worker": summarise([r["to_worker"] for r in by_load[label]["ours"]]),
+                          "cores": {k: statistics.median(r["cores"] for r in by_load[label][k])
+                                    for k in ("floor", "ours")}})
         idle = idle_test(sinks, producers, idle_rounds, progress)
     finally:
         for sink in sinks:
@@ -382,19 +388,21 @@ def _ready(url: str) -> bool:
 
 
 def cells(row: dict) -> list[str]:
-    """One load's row: load, offered/s, sent/s, floor, ours, overhead (p50 / p99 / max)."""
+    """One load's row: load, offered/s, sent/s, floor, ours, overhead (p50 / p99 / max),
+    ours until a worker encoded it, and the cores the floor's and our processes used."""
     def three(d, keys=("p50_ms", "p99_ms", "max_ms")):
         return " / ".join(str(d[k]) for k in keys)
     return [row["load"], f"{row['offered_per_second']:,}", f"{row['sent_per_second']:,}", three(row["floor"]),
             three(row["ours"]), three(row["overhead"], ("p50_ms", "p99_ms")),
-            three(row.get("ours_to_worker") or {"p50_ms": "?", "p99_ms": "?"}, ("p50_ms", "p99_ms"))]
+            three(row.get("ours_to_worker") or {"p50_ms": "?", "p99_ms": "?"}, ("p50_ms", "p99_ms")),
+            three(row.get("cores") or {"floor": "?", "ours": "?"}, ("floor", "ours"))]
 
 
 def report(lat: dict) -> str:
     lines = [f"latency, produce -> in Redis (ours) / consumed (Kafka's floor), {lat['workers']} process(es) each, "
              f"median of {lat['rounds']} round(s) of {lat['seconds']} s, first second left out; ms:",
              "load, offered/s, sent/s | floor p50 / p99 / max | ours p50 / p99 / max | overhead p50 / p99 | "
-             "ours, until a worker encoded it, p50 / p99"]
+             "ours, until a worker encoded it, p50 / p99 | cores used, floor / ours"]
     lines += ["  " + " | ".join(cells(row)) for row in lat["loads"]]
     idle = lat["idle"]
     lines.append(f"after {idle['idle_seconds']:.0f} s idle, {idle['rate']:,.0f} jobs/s: first second p50/p99/max "

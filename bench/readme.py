@@ -76,7 +76,10 @@ def table() -> str:
     if "bridge_cpu_us_per_job" in suite:
         lines += ["", f"Bridge CPU per job, {n} workers, the whole process tree (supervisor, coordinator, "
                   f"workers and their librdkafka threads), first job in Redis to the last: "
-                  f"**{suite['bridge_cpu_us_per_job']} µs** (target ≤ 0.5 µs)."]
+                  f"**{suite['bridge_cpu_us_per_job']} µs** (target ≤ 0.5 µs)" + (
+                      f"; for scale, the strict ceiling, which neither decodes nor encodes nor keeps a ledger, "
+                      f"spends {suite['throughput'][f'ceiling-{n}']['cpu_seconds_per_million_median']} µs "
+                      f"at {n} processes." if f"ceiling-{n}" in suite["throughput"] else ".")]
     lines += profile_lines()
     lines += latency_lines(suite)
     sweep = suite["sweep"]
@@ -140,7 +143,8 @@ def latency_lines(suite: dict) -> list[str]:
              f"Redis); {lat['workers']} workers; median of {lat['rounds']} interleaved rounds of "
              f"{lat['seconds']:g} s, the first second of each left out; ms:", "",
              "| offered load | jobs/s offered | jobs/s sent | floor p50 / p99 / max | ours p50 / p99 / max "
-             "| overhead p50 / p99 | ours until a worker encoded it, p50 / p99 |", "|---|---|---|---|---|---|---|"]
+             "| overhead p50 / p99 | ours until a worker encoded it, p50 / p99 | cores used, floor / ours |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(latency.cells(row)) + " |" for row in lat["loads"]]
     idle = lat["idle"]
     first = {k: idle[k]["first_second"] for k in ("floor", "ours")}
