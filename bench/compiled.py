@@ -1,5 +1,5 @@
 """The benchmarks' own compiled helper (bench/_messages.c), built on first use with the C
-compiler that built the project's encoder, into .k2s/cache/bench/, once per source and
+compiler that built the project's encoder, into build/bench-helper/, once per source and
 Python version. It reads confluent-kafka Messages in place at the offsets the project's
 compiled encoder found (kafka2sidekiq._encoder.message_fields)."""
 
@@ -15,7 +15,7 @@ import sysconfig
 from .common import ROOT
 
 SOURCE = ROOT / "bench" / "_messages.c"
-CACHE = ROOT / ".k2s" / "cache" / "bench"
+CACHE = ROOT / "build" / "bench-helper"  # ignored by git, as the build of the extension is
 
 
 def load():
