@@ -1,6 +1,7 @@
 """The benchmarks' compiled helper reads confluent-kafka Messages where the encoder says
 their fields are: the strict ceiling LPUSHes exactly the values of the messages without
-an error, and the latency floor ages each by its own timestamp."""
+an error, and the latency floor ages each by its own timestamp; and it reads the two times
+of a Sidekiq payload, as the latency benchmark does for ours."""
 
 import struct
 
@@ -31,3 +32,17 @@ def test_anything_but_a_message_is_refused():
     kind, at = compiled.message_fields()
     with pytest.raises(TypeError, match="expected"):
         helper.values([b"not a message"], kind, at["value"], at["error"])
+
+
+def test_stamps_reads_both_times_of_each_payload():
+    import pytest
+
+    helper = compiled.load()
+    payloads = [b'{"retry":true,"queue":"default","class":"A","args":[],"jid":"j",'
+                b'"created_at":1700000000.1,"enqueued_at":1700000000.25}',
+                b'{"created_at":1700000000.5,"enqueued_at":1700000000.5,"class":"B"}']
+    ages, encoded = helper.stamps(payloads, 1_700_000_001_000.0)
+    assert struct.unpack("4d", ages) == pytest.approx((1_700_000_000_100, 900, 1_700_000_000_500, 500))
+    assert struct.unpack("4d", encoded) == pytest.approx((1_700_000_000_100, 150, 1_700_000_000_500, 0))
+    with pytest.raises(ValueError, match="created_at"):
+        helper.stamps([b'{"class":"A"}'], 0.0)
