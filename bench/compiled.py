@@ -27,7 +27,7 @@ def load():
         compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
         partial = path.with_name(f"{path.name}.{os.getpid()}")
         argv = [*compiler, "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(SOURCE),
-                "-o", str(partial)]
+                "-o", str(partial), "-ldl"]
         built = subprocess.run(argv, capture_output=True, text=True)
         if built.returncode:
             raise RuntimeError(f"cannot build {SOURCE.name} ({shlex.join(argv)}): {built.stderr.strip()[-1000:]}")
@@ -36,6 +36,23 @@ def load():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def rdkafka_library() -> str:
+    """The path of the librdkafka confluent-kafka runs on: the one its wheel carries, or
+    the system's; an error naming where it looked when there is none."""
+    import ctypes.util
+    from pathlib import Path
+
+    import confluent_kafka
+
+    package = Path(confluent_kafka.__file__).parent
+    found = sorted(package.parent.glob("confluent_kafka.libs/librdkafka*.so*")) or \
+        sorted(package.glob(".dylibs/librdkafka*")) or [ctypes.util.find_library("rdkafka")]
+    if found[0] is None:
+        raise RuntimeError(f"no librdkafka beside {package} nor on the system: the latency benchmark's "
+                           f"producers need the one confluent-kafka uses")
+    return str(found[0])
 
 
 def message_fields() -> tuple[type, dict]:
