@@ -48,6 +48,7 @@ FIRST_SECOND = 1.0       # left out of each pass; the idle test's subject
 RECORD = 16              # bytes per (created ms, latency ms) pair of doubles
 SHARES = (0.25, 0.50, 0.90)  # of the most N workers moved, beside 1 k/s and 10 k/s
 IDLE_RATE, IDLE_STREAM_SECONDS = 1000.0, 3.0  # the idle test's stream
+LATE_SECONDS = 30.0      # a pass waits this long after its stream for the last jobs
 
 
 # --- the producer processes ------------------------------------------------------------
@@ -209,26 +210,30 @@ class BridgeSink:
 def one_pass(sink, producers: Producers, rate: float, seconds: float) -> tuple[int, array]:
     """Offer ``rate`` jobs/s for ``seconds`` through ``sink``: how many were sent, and the
     (created ms, latency ms) of each one received (and, for ours, in sink.encoded, the
-    (created ms, ms until a worker encoded it) of each). Sets sink.cores: the CPU its
-    processes used over the pass, in cores."""
+    (created ms, ms until a worker encoded it) of each). Jobs not in the sink LATE_SECONDS
+    after the stream ended are left out (the caller counts them late). Sets sink.origin,
+    when the stream started (ms, the clock of the Kafka timestamps), and sink.cores, the
+    CPU the sink's processes used over the pass, in cores."""
     sink.take()  # nothing left over from an earlier pass
     if sink.encoded is not None:
         del sink.encoded[:]
     cpu, started = e2e.cpu_of(sink.proc.pid), time.monotonic()
+    sink.origin = time.time() * 1000
     used = producers.start(sink.topic, rate, seconds)
     got, sent = array("d"), None
-    give_up = time.monotonic() + seconds + 60
-    while time.monotonic() < give_up:
+    stream_end = started + seconds + 60  # the producers flush within 60 s
+    give_up = None
+    while True:
         fresh = sink.take()
         got.extend(fresh)
-        if sent is None:
-            sent = producers.sent(used)
-        if sent is not None and len(got) // 2 >= sent:
+        if sent is None and (sent := producers.sent(used)) is not None:
+            give_up = time.monotonic() + LATE_SECONDS
+        if sent is not None and (len(got) // 2 >= sent or time.monotonic() > give_up):
             break
+        if sent is None and time.monotonic() > stream_end:
+            raise RuntimeError(f"the producers did not finish a pass of {seconds} s in {seconds + 60} s")
         if not fresh:
             time.sleep(0.0005)
-    if sent is None:
-        raise RuntimeError(f"the producers did not finish a pass of {seconds} s in {seconds + 60} s")
     sink.cores = round((e2e.cpu_of(sink.proc.pid) - cpu) / (time.monotonic() - started), 2)
     return sent, got
 
@@ -241,13 +246,11 @@ def percentiles(latencies: list[float]) -> dict:
             "max_ms": round(s[-1], 2), "count": len(s)}
 
 
-def window(pairs: array, since: float, until: float) -> list[float]:
-    """Latencies of the jobs created in [since, until) seconds after the first one."""
-    if not pairs:
-        return []
-    first = min(pairs[0::2])
+def window(pairs: array, since: float, until: float, origin: float) -> list[float]:
+    """Latencies of the jobs created in [since, until) seconds after ``origin`` (ms): an
+    earlier pass's late jobs, created before it, are left out."""
     return [lat for created, lat in zip(pairs[0::2], pairs[1::2])
-            if since * 1000 <= created - first < until * 1000]
+            if since * 1000 <= created - origin < until * 1000]
 
 
 def _median(rounds: list[dict], key: str):
@@ -256,10 +259,12 @@ def _median(rounds: list[dict], key: str):
 
 
 def summarise(rounds: list[dict]) -> dict:
-    """Medians over rounds of p50 and p99, the largest max."""
+    """Medians over rounds of p50 and p99, the largest max, and the jobs that came too late
+    to be counted (LATE_SECONDS after their stream), all rounds together."""
     maxes = [r["max_ms"] for r in rounds if r["max_ms"] is not None]
     return {"p50_ms": _median(rounds, "p50_ms"), "p99_ms": _median(rounds, "p99_ms"),
-            "max_ms": max(maxes) if maxes else None, "rounds": rounds}
+            "max_ms": max(maxes) if maxes else None, "late": sum(r.get("late", 0) for r in rounds),
+            "rounds": rounds}
 
 
 def run(bootstrap: str, redis_url: str, workers: int, top: float, seconds: float, rounds: int,
@@ -279,11 +284,12 @@ def run(bootstrap: str, redis_url: str, workers: int, top: float, seconds: float
             for label, rate in loads:
                 for sink in sinks:
                     sent, pairs = one_pass(sink, producers, rate, seconds)
-                    row = percentiles(window(pairs, FIRST_SECOND, seconds + 60))
-                    row.update(sent_per_second=round(sent / seconds), received=len(pairs) // 2, sent=sent,
-                               cores=sink.cores)
+                    counted = window(pairs, 0, seconds + 60, sink.origin)
+                    row = percentiles(window(pairs, FIRST_SECOND, seconds + 60, sink.origin))
+                    row.update(sent_per_second=round(sent / seconds), received=len(counted), sent=sent,
+                               late=sent - len(counted), cores=sink.cores)
                     if sink.encoded is not None:
-                        row["to_worker"] = percentiles(window(sink.encoded, FIRST_SECOND, seconds + 60))
+                        row["to_worker"] = percentiles(window(sink.encoded, FIRST_SECOND, seconds + 60, sink.origin))
                     by_load.setdefault(label, {}).setdefault(sink.name, []).append(row)
                     progress()
         table = []
@@ -295,7 +301,7 @@ def run(bootstrap: str, redis_url: str, workers: int, top: float, seconds: float
                               r["sent_per_second"] for r in by_load[label]["ours"])),
                           "floor": floor_, "ours": ours_, "overhead": over,
                           "ours_to_worker": summarise([r["to_worker"] for r in by_load[label]["ours"]]),
-                          "cores": {k: statistics.median(r["cores"] for r in by_load[label][k])
+                          "cores": {k: round(statistics.median(r["cores"] for r in by_load[label][k]), 2)
                                     for k in ("floor", "ours")}})
         idle = idle_test(sinks, producers, idle_rounds, progress)
     finally:
@@ -322,28 +328,26 @@ def idle_test(sinks, producers: Producers, rounds: int, progress=lambda: None) -
             sink.take()
             time.sleep(IDLE_SECONDS)
             _, pairs = one_pass(sink, producers, IDLE_RATE, IDLE_STREAM_SECONDS)
-            first, rest = window(pairs, 0, FIRST_SECOND), window(pairs, FIRST_SECOND, IDLE_STREAM_SECONDS)
+            first = window(pairs, 0, FIRST_SECOND, sink.origin)
+            rest = window(pairs, FIRST_SECOND, IDLE_STREAM_SECONDS, sink.origin)
             out.setdefault(sink.name, {}).setdefault("first_second", []).append(percentiles(first))
             out[sink.name].setdefault("after", []).append(percentiles(rest))
             if sink.encoded is not None:
                 out[sink.name].setdefault("first_second_to_worker", []).append(
-                    percentiles(window(sink.encoded, 0, FIRST_SECOND)))
-            out[sink.name].setdefault("worst_100ms", []).append(worst_slots(pairs))
+                    percentiles(window(sink.encoded, 0, FIRST_SECOND, sink.origin)))
+            out[sink.name].setdefault("worst_100ms", []).append(worst_slots(pairs, sink.origin))
             progress()
     return {"idle_seconds": IDLE_SECONDS, "rate": IDLE_RATE, "stream_seconds": IDLE_STREAM_SECONDS,
             **{name: {key: v[key] if key == "worst_100ms" else summarise(v[key]) for key in v}
                for name, v in out.items()}}
 
 
-def worst_slots(pairs: array, slot_ms: float = 100) -> list[list[float]]:
+def worst_slots(pairs: array, origin: float, slot_ms: float = 100) -> list[float]:
     """The largest latency in each 100 ms of the stream's first second: where a stall sits."""
-    if not pairs:
-        return []
-    first = min(pairs[0::2])
     slots = [0.0] * int(FIRST_SECOND * 1000 / slot_ms)
     for created, lat in zip(pairs[0::2], pairs[1::2]):
-        k = int((created - first) // slot_ms)
-        if k < len(slots):
+        k = int((created - origin) // slot_ms)
+        if 0 <= k < len(slots):
             slots[k] = max(slots[k], round(lat, 1))
     return slots
 
@@ -367,7 +371,8 @@ def cells(row: dict) -> list[str]:
     """One load's row: load, offered/s, sent/s, floor, ours, overhead (p50 / p99 / max),
     ours until a worker encoded it, and the cores the floor's and our processes used."""
     def three(d, keys=("p50_ms", "p99_ms", "max_ms")):
-        return " / ".join(str(d[k]) for k in keys)
+        late = f" ({d['late']:,} too late to count)" if d.get("late") else ""
+        return " / ".join(str(d[k]) for k in keys) + late
     return [row["load"], f"{row['offered_per_second']:,}", f"{row['sent_per_second']:,}", three(row["floor"]),
             three(row["ours"]), three(row["overhead"], ("p50_ms", "p99_ms")),
             three(row.get("ours_to_worker") or {"p50_ms": "?", "p99_ms": "?"}, ("p50_ms", "p99_ms")),
