@@ -63,7 +63,8 @@ def redis_url(services):
     """A clean database on the test Redis, which the test harness created itself."""
     import redis
 
-    pid_file = Path(os.environ.get("K2S_SERVICES_DIR", REPO / ".k2s" / "test")) / "redis.pid"
+    name = os.environ.get("K2S_SERVICES_NAME", "test")  # where scripts/services.py keeps its state
+    pid_file = Path(os.environ.get("K2S_SERVICES_DIR", REPO / ".k2s" / name)) / "redis.pid"
     client = redis.Redis.from_url(services[1])
     if str(client.info("server")["process_id"]) != pid_file.read_text().strip():
         pytest.fail("the Redis on the test port was not started by scripts/services.py; "
