@@ -47,7 +47,7 @@ def test_the_demo_performs_jobs_in_ruby_and_stops_on_ctrl_c(services, redis_url,
         wait_for(lambda: performed(log, '["hello from scripts/run --demo"]'), 120, "the demo's own job in Ruby")
         started = psutil.Process(demo.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in started)
-        assert "sidekiq" in names and "kafka2sidekiq run" in names, names
+        assert "sidekiq" in names and "kafka2sidekiq supervisor" in names, names  # its process title
         run(["bash", "-euc", second], cwd=REPO, env=env, timeout=60)  # the other terminal
         wait_for(lambda: performed(log, '[1,"two"]'), 60, "the README's job performed in Ruby")
     finally:
