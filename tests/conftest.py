@@ -24,9 +24,9 @@ os.environ.setdefault("K2S_LOCAL_REDIS_PORT", "26379")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--soak-minutes", type=float, default=3.0, metavar="MINUTES",
+    parser.addoption("--soak-minutes", type=float, default=2.0, metavar="MINUTES",
                      help="how long tests/system/test_soak.py runs the bridge under load and kills "
-                          "(default 3, what CI runs; longer by hand)")
+                          "(default 2, what CI runs; longer by hand)")
 
 
 def pytest_report_header(config):

@@ -1,5 +1,5 @@
 """The soak: the whole bridge (supervisor, coordinator, 2 workers) against the real Kafka
-and Redis for ``--soak-minutes`` (default 3, what CI runs; longer by hand), under
+and Redis for ``--soak-minutes`` (default 2, what CI runs; longer by hand), under
 sustained load, then under sustained load with a worker SIGKILLed every 2-5 s.
 
     .venv/bin/python -m pytest tests/system/test_soak.py --soak-minutes 30 -s
