@@ -6,7 +6,7 @@
 require "minitest/autorun"
 require "sidekiq"
 require "sidekiq/cli" # Sidekiq.server? is true: the configure_server block below runs
-require_relative "../kafka2sidekiq_performed"
+require_relative "../../src/kafka2sidekiq/ruby/kafka2sidekiq_performed"
 
 class PerformedTest < Minitest::Test
   KEY = "k2s:performed:orders.v1:3"

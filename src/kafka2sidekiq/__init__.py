@@ -14,6 +14,12 @@ def proto_path() -> Path:
     return Path(__file__).parent / "proto" / "kafka2sidekiq" / "v1" / "job.proto"
 
 
+def middleware_path() -> Path:
+    """Where the installed Sidekiq middleware of K2S_COMMIT_ON=performed is
+    (``kafka2sidekiq middleware`` prints it)."""
+    return Path(__file__).parent / "ruby" / "kafka2sidekiq_performed.rb"
+
+
 def __getattr__(name: str):
     if name == "Job":  # imported on first use: the bridge's own processes do not need it here
         from ._proto.job_pb2 import Job

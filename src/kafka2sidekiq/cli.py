@@ -135,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     _settings_flags(produce, "produce")
 
     command("proto", "print the path of the installed job.proto (for other languages' producers)")
+    command("middleware", "print the path of the installed Sidekiq middleware (K2S_COMMIT_ON=performed)")
 
     dlq = command("dlq", "list the dead-letter topic, or replay chosen messages", "list|replay ")
     actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION", required=True, prog="kafka2sidekiq dlq")
@@ -334,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser().print_help()
         return EXIT_USAGE
-    if args.command == "proto":
-        from . import proto_path
-        print(proto_path())
+    if args.command in ("proto", "middleware"):
+        from . import middleware_path, proto_path
+        print(proto_path() if args.command == "proto" else middleware_path())
         return EXIT_OK
     try:
         settings = _configure(args)

@@ -257,7 +257,7 @@ SETTINGS: tuple[Setting, ...] = (
             "how often offsets are committed to Kafka, milliseconds (the ledger is the truth)"),
     Setting("commit_on", _choice("pushed", "performed"), "pushed",
             "the offset committed per partition: after the last job pushed, or the first job Sidekiq has "
-            "not finished (performed: needs ruby/kafka2sidekiq_performed.rb; jids default to origin)"),
+            "not finished (performed: needs the Sidekiq middleware, `kafka2sidekiq middleware`; jids default to origin)"),
     Setting("performed_hold_seconds", _positive_int, "300",
             "performed: longest a job not yet finished holds its partition's committed offset back"),
     Setting("instance_id", str, "", "static group.instance.id of this host (empty: the host name)"),

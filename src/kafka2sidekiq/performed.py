@@ -2,7 +2,7 @@
 has not finished, so that a host that dies loses no job waiting in its Redis: the next
 owner starts there and pushes those jobs again (with the same origin jids).
 
-Sidekiq's side is ruby/kafka2sidekiq_performed.rb, a server middleware that RPUSHes the
+Sidekiq's side is kafka2sidekiq_performed.rb (src/kafka2sidekiq/ruby/, installed with the package), a server middleware that RPUSHes the
 offset of each finished bridged job to ``k2s:performed:<topic>:<partition>``. A worker
 takes those lists (LRANGE + DEL in one transaction) about once a commit interval and
 keeps, per partition it reads, a window of one byte per offset from the last offset

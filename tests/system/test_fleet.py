@@ -32,8 +32,9 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from helpers import REPO, Bridge, RedisServer, bridge_env, numbered_jobs, wait_for
+from helpers import Bridge, RedisServer, bridge_env, numbered_jobs, wait_for
 
+from kafka2sidekiq import middleware_path
 from kafka2sidekiq._proto.job_pb2 import Job
 
 PARTITIONS = 12
@@ -72,7 +73,7 @@ class Sidekiq:
                 ["sidekiq", "-r", str(directory / "worker.rb"), "-q", "default", "-c", "5"],
                 env={"REDIS_URL": redis_url, "RESULTS_URL": results_url, "HOST_NAME": name,
                      "PERFORM_SECONDS": str(pause),
-                     "K2S_PERFORMED_RB": str(REPO / "ruby" / "kafka2sidekiq_performed.rb"),
+                     "K2S_PERFORMED_RB": str(middleware_path()),
                      "PATH": "/usr/bin:/bin", "HOME": str(directory)},
                 stdout=out, stderr=subprocess.STDOUT, cwd=directory)
 

@@ -36,7 +36,7 @@ def test_the_fresh_venv_runs_the_compiled_encoder(release):
     assert described.startswith("compiled"), described
 
 
-def test_the_fresh_venv_cli_answers_version_and_proto(release):
+def test_the_fresh_venv_cli_answers_version_proto_and_middleware(release):
     _, venv = release
     cli = str(venv / "bin" / "kafka2sidekiq")
     assert run([cli, "--version"], env=user_env(), cwd=venv).stdout.strip() == f"kafka2sidekiq {__version__}"
@@ -44,3 +44,7 @@ def test_the_fresh_venv_cli_answers_version_and_proto(release):
     assert proto.startswith(str(venv)) and proto.endswith("job.proto")
     with open(proto) as f:
         assert "message Job" in f.read()
+    rb = run([cli, "middleware"], env=user_env(), cwd=venv).stdout.strip()
+    assert rb.startswith(str(venv)) and rb.endswith("kafka2sidekiq_performed.rb")
+    with open(rb) as f:
+        assert "class Performed" in f.read()

@@ -1,4 +1,4 @@
-"""ruby/kafka2sidekiq_performed.rb: its own tests (ruby/test/test_performed.rb, minitest)
+"""The Sidekiq middleware (src/kafka2sidekiq/ruby/kafka2sidekiq_performed.rb): its own tests (ruby/test/test_performed.rb, minitest)
 in Debian's Ruby and Sidekiq 6.4.1 against the test Redis."""
 
 import re

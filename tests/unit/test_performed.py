@@ -92,8 +92,8 @@ def test_jobs_pushed_before_a_restart_wait_until_acknowledged_or_the_bound():
 
 
 def test_the_acknowledgement_key_is_what_the_ruby_middleware_writes():
-    from pathlib import Path
-    ruby = (Path(__file__).parents[2] / "ruby" / "kafka2sidekiq_performed.rb").read_text()
+    from kafka2sidekiq import middleware_path
+    ruby = middleware_path().read_text()
     assert 'rpush("k2s:performed:#{topic}:#{partition}", offset)' in ruby
     assert ack_key("", "orders", 7) == "k2s:performed:orders:7"
     assert ack_key("app:", "orders", 7) == "app:k2s:performed:orders:7"

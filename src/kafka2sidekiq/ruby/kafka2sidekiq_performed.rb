@@ -4,11 +4,9 @@
 # bridged job, so that the offset it commits to Kafka is the lowest one not yet finished
 # and a host that dies loses no job that was waiting in its Redis.
 #
-# Load it in the Sidekiq server process, once:
-#
-#   require "/path/to/kafka2sidekiq/ruby/kafka2sidekiq_performed"
-#
-# (in Rails: that line in config/initializers/sidekiq.rb, or copy this file there).
+# It is installed with the Python package; `kafka2sidekiq middleware` prints its path.
+# Load it in the Sidekiq server process, once: require that path, or in Rails copy this
+# file into config/initializers/ (cp "$(kafka2sidekiq middleware)" config/initializers/).
 # Works with Sidekiq 6.4 and later; it needs nothing but Sidekiq itself.
 #
 # Per bridged job (one that carries "k2s_origin": "<topic>/<partition>/<offset>") it makes
