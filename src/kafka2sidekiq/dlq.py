@@ -27,6 +27,7 @@ without those headers are never merged. --limit counts the letters taken, not th
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -247,7 +248,7 @@ def run(settings: Settings, action: str, filters: Filters, limit: int | None = N
             if limit is not None and matched >= limit:
                 break
     except KafkaException as exc:
-        say(f"kafka2sidekiq dlq: cannot read {topic} at {settings.bootstrap_servers}: {exc}")
+        print(f"kafka2sidekiq dlq: cannot read {topic} at {settings.bootstrap_servers}: {exc}", file=sys.stderr)
         from .failures import failure
         return failure(exc, settings)[0]  # unreachable 75, refused 77, else 1
     failed = replayer.finish() if replayer else []
