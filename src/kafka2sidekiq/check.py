@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 from .config import Settings, redact
 from . import encoder
 from .coordinator import instance_id
-from .sidekiq import TIMESTAMPS_MS
+from .sidekiq import TIMESTAMPS_MS, key_prefix
 from .sink import Sink, connect
 from .source import committed_offsets, consumer_config
 from .worker import start_offsets
@@ -139,7 +139,7 @@ def _plan(client: redis.Redis, settings: Settings, partitions: list[int], report
 
 
 def _sidekiq(client: redis.Redis, settings: Settings, report) -> None:
-    prefix = f"{settings.redis_namespace}:" if settings.redis_namespace else ""
+    prefix = key_prefix(settings.redis_namespace)
     try:
         identities = sorted(client.smembers(prefix + "processes"))
     except redis.exceptions.NoPermissionError:  # an ACL user with only the keys the bridge writes

@@ -23,7 +23,7 @@ import msgspec
 import redis
 
 from .config import Settings
-from .sidekiq import QUEUE_KEY_PREFIX, QUEUES_KEY
+from .sidekiq import QUEUE_KEY_PREFIX, QUEUES_KEY, key_prefix
 from .sink import connect
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Limiter:
         self.page = page
         self.interval = settings.limiter_interval_ms / 1000
         self.high_mark, self.low_mark = settings.limiter_high, settings.limiter_low
-        self.prefix = f"{settings.redis_namespace}:" if settings.redis_namespace else ""
+        self.prefix = key_prefix(settings.redis_namespace)
         self.client: redis.Redis | None = None
         self.paused = False
         self.reason = ""

@@ -9,6 +9,12 @@ QUEUES_KEY = "queues"          # set of queue names (Web UI, stats)
 QUEUE_KEY_PREFIX = "queue:"    # list per queue: LPUSH by clients, BRPOP by Sidekiq
 SCHEDULE_KEY = "schedule"      # sorted set, score = run-at epoch seconds (float)
 
+
+def key_prefix(namespace: str) -> str:
+    """What goes in front of every key: redis-namespace's ``<namespace>:``, or nothing."""
+    return f"{namespace}:" if namespace else ""
+
+
 # Keys the bridge writes itself; a producer's extra keys may not repeat them.
 RESERVED_KEYS = frozenset({
     "class", "args", "queue", "jid", "retry", "created_at", "enqueued_at", "at",

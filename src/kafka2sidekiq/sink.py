@@ -48,7 +48,7 @@ import redis
 
 from .encoder_py import Batch
 from .sidekiq import (FAILOVER_ERRORS, MAX_PUSH_BULK, MAX_SCHEDULE_BULK, QUEUE_KEY_PREFIX,
-                      QUEUES_KEY, SCHEDULE_KEY)
+                      QUEUES_KEY, SCHEDULE_KEY, key_prefix)
 
 try:
     from ._encoder import resp
@@ -85,7 +85,7 @@ class Sink:
 
     def __init__(self, client: redis.Redis, namespace: str = "", ledger: str = "") -> None:
         self.client = client
-        self.prefix = f"{namespace}:" if namespace else ""
+        self.prefix = key_prefix(namespace)
         # the ledger's name; each partition's key is ``<ledger_key>:<partition>``, and the
         # released version's single hash is ``ledger_key`` itself
         self.ledger_key = self.prefix + ledger if ledger else self.prefix + "k2s:ledger:-"
