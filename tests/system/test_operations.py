@@ -29,7 +29,10 @@ def test_quiet_resize_and_fast_stops_on_live_processes(bootstrap, make_topic, re
 
     bridge.proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: "TSTP" in bridge.output(), 10, "the supervisor to log TSTP")
-    time.sleep(1)  # the workers have the Quiet message
+    def quiet() -> bool:  # each worker's process title says it has had the Quiet message
+        titles = [" ".join(w.cmdline()).rstrip() for w in workers_of(bridge)]
+        return bool(titles) and all(t.endswith(" quiet") for t in titles)
+    wait_for(quiet, 10, "every worker's process title to say quiet")
     produce(bootstrap, topic, waves[1])
     assert unchanged(lambda: redis_client.llen("queue:default"), "the queue", 3) == len(waves[0])
     alive = children(bridge)
