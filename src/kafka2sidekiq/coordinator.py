@@ -91,7 +91,7 @@ class Coordinator:
         # incremental (cooperative, or KIP-848) or eager rebalancing follows from the protocol
         self.cooperative = kip848(settings) or "cooperative" in self.config["partition.assignment.strategy"]
         self.consumer = Consumer({**self.config, "error_cb": self._on_error})
-        self.watermarks = EndOffsets(AdminClient(admin_config(settings)), self.topic, self.group)
+        self.watermarks = EndOffsets(lambda: AdminClient(admin_config(settings)), self.topic, self.group)
 
     def run(self) -> int:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -215,14 +215,32 @@ class Coordinator:
 class EndOffsets:
     """The broker's end offset and the group's committed offset of chosen partitions, asked
     for at most every WATERMARK_SECONDS and collected without waiting: ``poll`` returns a
-    Watermarks when an answer (or its failure) is in, else None."""
+    Watermarks when an answer (or its failure) is in, else None.
 
-    def __init__(self, admin: AdminClient, topic: str, group: str) -> None:
-        self.admin, self.topic, self.group = admin, topic, group
+    After a failure the admin client is made anew: librdkafka's admin ListOffsets does not
+    refresh its metadata on FENCED_LEADER_EPOCH, so after a broker restart the same client
+    kept failing until its periodic metadata refresh, five minutes later (and /readyz with it)."""
+
+    def __init__(self, new_admin: Callable[[], AdminClient], topic: str, group: str) -> None:
+        self.new_admin, self.topic, self.group = new_admin, topic, group
+        self.admin = new_admin()
         self.asked_at = float("-inf")
         self.futures: tuple[dict, dict] | None = None
+        self.failing = ""  # the last failure, logged once until an answer comes
 
     def poll(self, partitions: set[int], now: float) -> Watermarks | None:
+        answer = self._poll(partitions, now)
+        if answer is not None and answer.error:
+            self.admin = self.new_admin()
+        if answer is not None and answer.error != self.failing:
+            if answer.error:
+                log.warning("the broker did not tell the end offsets: %s", answer.error)
+            else:
+                log.info("the broker tells the end offsets again")
+            self.failing = answer.error
+        return answer
+
+    def _poll(self, partitions: set[int], now: float) -> Watermarks | None:
         self.admin.poll(0)  # serves its logger
         if self.futures is None:
             if partitions and now - self.asked_at >= WATERMARK_SECONDS:
