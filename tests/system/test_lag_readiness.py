@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import REPO, Bridge, RedisServer, bridge_env, free_port, numbered_jobs, produce, wait_for
+import redis
+
+from helpers import REPO, Bridge, RedisServer, bridge_env, free_port, numbered_jobs, produce, unchanged, wait_for
 from test_metrics_health import get, samples
 
 
@@ -20,23 +22,23 @@ def lags(base: str) -> dict[str, float]:
 
 def test_lag_counts_the_messages_waiting_while_redis_is_down(bootstrap, make_topic, tmp_path):
     topic = make_topic(4)
-    redis = RedisServer(tmp_path)
+    server = RedisServer(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    bridge = Bridge(bridge_env(bootstrap, redis.url, topic, workers=1, http=f"127.0.0.1:{port}"), "run")
+    bridge = Bridge(bridge_env(bootstrap, server.url, topic, workers=1, http=f"127.0.0.1:{port}"), "run")
     try:
         wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to say ready")
         produce(bootstrap, topic, numbered_jobs(4, keys=4))
         wait_for(lambda: (lag := lags(base)) and len(lag) == 4 and not any(lag.values()), 20,
                  "the 4 first jobs to be in Redis (lag 0)")
-        redis.stop()
+        server.stop()
         produce(bootstrap, topic, numbered_jobs(6, keys=6))
         lag = wait_for(lambda: (lag := lags(base)) and sum(lag.values()) == 6 and lag, 15,
                        "the lag to count the 6 messages waiting")
         drain = samples(base)[("k2s_time_to_drain_seconds",)]
         print(f"Redis down, 6 messages waiting: lag {lag}, time to drain {drain}")
         assert drain > 0, f"time to drain {drain} with {lag} waiting"
-        redis.start()
+        server.start()
         wait_for(lambda: (lag := lags(base)) and not any(lag.values()), 30, "the lag to return to 0")
         m = wait_for(lambda: (m := samples(base))[("k2s_jobs_pushed_total", ("queue", "default"))] == 10 and m,
                      5, "the counters of the next snapshot")
@@ -44,7 +46,7 @@ def test_lag_counts_the_messages_waiting_while_redis_is_down(bootstrap, make_top
         assert m[("k2s_redis_retries_total",)] >= 1  # the pushes tried while Redis was down
     finally:
         code = bridge.stop()
-        redis.stop()
+        server.stop()
     assert code == 0, bridge.output()[-3000:]
 
 
@@ -135,4 +137,85 @@ def test_readyz_fails_within_the_bound_of_a_broker_kill_and_recovers(redis_url, 
     finally:
         code = bridge.stop() if bridge else 0
         broker.stop()
+    assert code == 0, bridge.output()[-3000:]
+
+
+def first_answer(base: str, timeout: float = 30) -> tuple[int, str]:
+    """The first answer of /readyz, asked for as soon as the supervisor listens."""
+    return wait_for(lambda: (r := get(base + "/readyz"))[0] and r, timeout, f"{base} to answer", interval=0.02)
+
+
+def test_readyz_is_503_until_the_host_holds_a_partition(bootstrap, make_topic, redis_url):
+    # one partition, two hosts: the second joins the group and gets nothing
+    topic = make_topic(1)
+    bases, bridges = [], []
+    for name in ("first", "second"):
+        port = free_port()
+        bases.append(f"http://127.0.0.1:{port}")
+        bridges.append(Bridge(bridge_env(bootstrap, redis_url, topic, workers=1, http=f"127.0.0.1:{port}",
+                                         instance_id=name, leave_on_stop="true"), "run"))
+        # the supervisor listens before it starts the coordinator: the first answer precedes any assignment
+        status, body = first_answer(bases[-1])
+        assert status == 503 and "no partition assignment from Kafka yet" in body, (name, status, body)
+        if name == "first":
+            wait_for(lambda: get(bases[0] + "/readyz") == (200, "ok\n"), 60, "the first host to be ready")
+    first, second = bases
+    try:
+        wait_for(lambda: "holds no partition" in get(second + "/readyz")[1], 30, "the second host to join empty")
+
+        def verdicts():
+            return get(first + "/readyz"), get(second + "/readyz"), samples(second)[("k2s_partitions_owned",)]
+        ready, unready, owned = unchanged(verdicts, "the two hosts' readiness")
+        print(f"the host without a partition: {unready}")
+        assert ready == (200, "ok\n")
+        assert unready == (503, "this host holds no partition of the topic\n") and owned == 0
+        assert get(second + "/healthz")[0] == 200  # alive: it waits for a partition, nothing to restart
+
+        assert bridges[0].stop() == 0, bridges[0].output()[-3000:]  # leaves the group for good
+        wait_for(lambda: get(second + "/readyz") == (200, "ok\n"), 30, "the second host to take the partition")
+    finally:
+        codes = [bridge.stop() for bridge in bridges]
+    assert codes == [0, 0], bridges[1].output()[-3000:]
+
+
+def test_readyz_fails_while_redis_is_down_not_while_the_limiter_pauses(bootstrap, make_topic, tmp_path):
+    topic = make_topic(1)
+    server = RedisServer(tmp_path)
+    client = redis.Redis.from_url(server.url)
+    produce(bootstrap, topic, numbered_jobs(300, keys=10))
+    port, interval = free_port(), 0.05
+    base = f"http://127.0.0.1:{port}"
+    bridge = Bridge(bridge_env(bootstrap, server.url, topic, workers=1, http=f"127.0.0.1:{port}", batch_size=5,
+                               limiter_max_queue=10, limiter_interval_ms=int(interval * 1000)), "run")
+    paused = lambda: samples(base)[("k2s_limiter_paused",)] == 1  # noqa: E731
+    try:
+        # the queue-depth mark pauses the bridge for real: 300 jobs, no Sidekiq
+        first_answer(base)
+        wait_for(paused, 60, "the limiter to pause consumption")
+        depth = unchanged(lambda: client.llen("queue:default"), "the queue while paused")
+        assert 10 <= depth < 300, f"{depth} jobs queued: the limiter did not hold the backlog in Kafka"
+        assert "limiter: pausing consumption" in bridge.output()
+        assert paused() and get(base + "/readyz") == (200, "ok\n"), "a limiter pause is not unready"
+
+        server.stop()
+        gone = time.monotonic()
+        status, body = wait_for(lambda: (r := get(base + "/readyz"))[0] == 503 and r, 10, "/readyz to fail",
+                                interval=0.02)
+        took = time.monotonic() - gone
+        print(f"/readyz 503 {took:.2f}s after Redis stopped (poll every {interval}s): {body.strip()}")
+        assert body == "Redis does not answer\n", body
+        assert took <= interval + 1, f"/readyz failed {took:.2f}s after Redis stopped"
+
+        server.start()
+        back = time.monotonic()
+        wait_for(lambda: get(base + "/readyz") == (200, "ok\n"), 10, "/readyz to recover", interval=0.02)
+        took = time.monotonic() - back
+        print(f"/readyz 200 {took:.2f}s after Redis answered again")
+        assert took <= interval + 1, f"/readyz recovered {took:.2f}s after Redis came back"
+        assert paused(), "the queue is still over the mark: still paused, and ready"
+        assert client.llen("queue:default") == depth
+    finally:
+        code = bridge.stop()
+        client.close()
+        server.stop()
     assert code == 0, bridge.output()[-3000:]
