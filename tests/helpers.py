@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 import os
+import random
 import re
 import signal
 import socket
@@ -122,38 +123,60 @@ class Bridge:
         return self.proc.returncode
 
 
-def free_port() -> int:
+def free_port(run: int = 1) -> int:
+    """A port p such that p .. p+run-1 are free, for a server the test starts next. It is
+    above the kernel's ephemeral range, where no outgoing connection takes it as its own
+    port between this check and the server's bind (nor while that server restarts)."""
+    low, high = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    # 61000-65535 on a stock kernel; below the range when little is left above it
+    pool = range(high + 1, 65536 - run) if 65535 - high >= 1000 else range(1024, low - run)
+    for _ in range(100):
+        p = random.choice(pool)
+        if all(_bindable(p + i) for i in range(run)):
+            return p
+    raise AssertionError(f"no run of {run} free ports in {pool}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 class RedisServer:
-    """A redis-server of the test's own, with an append-only file so that a restart keeps
-    the data (as a production Redis would)."""
+    """A redis-server of the test's own, on a unix socket in the test's folder (no port that
+    another process could take while it restarts), with an append-only file so that a
+    restart keeps the data (as a production Redis would)."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = free_port()
         self.dir = directory
+        self.socket = directory / "redis.sock"
+        assert len(str(self.socket)) < 100, f"{self.socket}: too long for a unix socket path"
         self.proc = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket}?db=0"
 
     def start(self, *options: str) -> None:
         """Start (again) with the same data; ``options`` are extra redis-server options.
         Returns once it answers PING, or with an error reply (LOADING) when it is loading."""
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", *options],
+            ["redis-server", "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always", *options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._ping, 10, "redis-server to answer")
 
     def _ping(self) -> bool:
+        assert self.proc.poll() is None, f"redis-server exited {self.proc.returncode} at start"
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.5)
+                s.connect(str(self.socket))
                 s.sendall(b"PING\r\n")
                 return s.recv(16)[:1] in (b"+", b"-")
         except OSError:

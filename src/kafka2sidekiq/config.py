@@ -221,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("group_id", str, "kafka2sidekiq", "Kafka consumer group; also names the offset ledger"),
     Setting("dlq_topic", str, "", "dead-letter topic for rejected messages (empty: <topic>.dlq)"),
     Setting("redis_url", _redis_url, "redis://127.0.0.1:6379/0",
-            "Redis of the Sidekiq app: redis:// or rediss://, user:password@ for ACL users"),
+            "Redis of the Sidekiq app: redis://, rediss:// or unix:///path/to/redis.sock; user:password@ for ACL users"),
     Setting("redis_tls_ca", _file, "", "CA certificates (PEM) to verify a rediss:// server (empty: the system's)"),
     Setting("redis_tls_cert", _file, "", "client certificate (PEM), for a Redis with tls-auth-clients"),
     Setting("redis_tls_key", _file, "", "key (PEM) of the client certificate"),

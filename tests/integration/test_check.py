@@ -7,7 +7,7 @@ from confluent_kafka.admin import AdminClient
 
 from kafka2sidekiq.encoder import describe, select
 
-from helpers import Sidekiq, bridge_env, numbered_jobs, produce, wait_for
+from helpers import RedisServer, Sidekiq, bridge_env, numbered_jobs, produce, wait_for
 
 
 def visible(bootstrap: str, *topics: str) -> None:
@@ -45,6 +45,19 @@ def test_missing_topic_and_unreachable_redis_fail_with_the_reason(bootstrap):
     assert "FAIL kafka: topic 'no-such-topic' not found" in out.stdout
     assert "FAIL redis: cannot reach redis://bridge:***@127.0.0.1:1/0" in out.stdout
     assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_a_redis_on_a_unix_socket_is_checked_like_any_other(bootstrap, make_topic, tmp_path):
+    topic = make_topic(1)
+    make_topic(1, name=f"{topic}.dlq")
+    visible(bootstrap, topic, f"{topic}.dlq")
+    server = RedisServer(tmp_path)
+    try:
+        out = check(bridge_env(bootstrap, server.url, topic))
+    finally:
+        server.stop()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f" at {server.url}, used_memory " in out.stdout, out.stdout
 
 
 def test_sees_real_sidekiq_and_fails_ms_timestamps_it_cannot_read(bootstrap, make_topic, redis_url,

@@ -7,6 +7,7 @@ retry applies the batch once."""
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -57,9 +58,9 @@ class ReplyEater:
     Redis's replies back: the transaction applies, the client only sees a timeout. The
     ambiguous case of a network fault, made exact."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, upstream: Path) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port, self.upstream, self.eating, self.armed = self.listener.getsockname()[1], port, False, False
+        self.port, self.upstream, self.eating, self.armed = self.listener.getsockname()[1], upstream, False, False
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -68,7 +69,8 @@ class ReplyEater:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
+            server = socket.socket(socket.AF_UNIX)  # Redis's unix socket
+            server.connect(str(self.upstream))
             threading.Thread(target=self.pump, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self.pump, args=(server, client, False), daemon=True).start()
 
@@ -92,7 +94,7 @@ def test_a_timeout_whose_transaction_applied_is_fenced_on_retry(server):
     # The client gave up waiting, Redis applied the batch all the same. The retry must not
     # push it again: the ledger says the partition is already past it.
     admin = redis.Redis.from_url(server.url)
-    proxy = ReplyEater(server.port)
+    proxy = ReplyEater(server.socket)
     try:
         sink = Sink(connect(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5), ledger=LEDGER)
         assert sink.push(batch_of(5), [Range(0, 0, 5)]) == {}

@@ -4,7 +4,6 @@ going away and coming back. Each test stops only what it started itself (by PID)
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,30 +49,12 @@ def test_lag_counts_the_messages_waiting_while_redis_is_down(bootstrap, make_top
     assert code == 0, bridge.output()[-3000:]
 
 
-def free_ports(n: int) -> int:
-    """A port p such that p .. p+n-1 are free (the broker's listeners: plain, controller, SASL)."""
-    for _ in range(50):
-        p = free_port()
-        if p + n < 65536 and all(_free(p + i) for i in range(n)):
-            return p
-    raise AssertionError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 class OwnBroker:
     """A Kafka broker of this test's own (scripts/services.py in a folder of the test's),
     so killing it disturbs no other test."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = free_ports(3)
+        self.port = free_port(3)  # the listeners: plain, controller, SASL
         self.env = {**os.environ, "K2S_SERVICES_DIR": str(directory), "K2S_SERVICES_NAME": "readiness",
                     "K2S_LOCAL_KAFKA_PORT": str(self.port), "K2S_LOCAL_REDIS_PORT": str(free_port())}
         self.pid_file = directory / "kafka.pid"
