@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -61,6 +62,21 @@ def numbered_jobs(n: int, keys: int = 100, queues: tuple[str, ...] = ("default",
         out.append((f"k{k}".encode(), job.SerializeToString()))
         seq[k] += 1
     return out
+
+
+WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"  # Rails' Sidekiq adapter
+
+
+def active_job(job_class: str, queue: str, arguments: list, job_id: str | None = None) -> bytes:
+    """The Job message for what Rails' Sidekiq adapter enqueues for
+    ``job_class.set(queue: queue).perform_later(*arguments)`` (arguments already in
+    ActiveJob's serialized form): the wrapper as the class, the job class as ``wrapped``,
+    and the one serialized hash of ``ActiveJob::Base#serialize`` as the args."""
+    data = {"job_class": job_class, "job_id": job_id or str(uuid.uuid4()), "provider_job_id": None,
+            "queue_name": queue, "priority": None, "arguments": arguments, "executions": 0,
+            "exception_executions": {}, "locale": "en", "timezone": "UTC",
+            "enqueued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return Job(job_class=WRAPPER, wrapped=job_class, queue=queue, args_json=json.dumps([data])).SerializeToString()
 
 
 def queue_jobs(client, queue: str = "default", namespace: str = "") -> list[dict]:

@@ -9,18 +9,9 @@ import subprocess
 import sys
 import time
 
-from helpers import (Bridge, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce, queue_jobs, unchanged,
-                     wait_for)
+from helpers import (WRAPPER, Bridge, active_job, assert_exactly_once_in_key_order, bridge_env, numbered_jobs, produce,
+                     queue_jobs, unchanged, wait_for)
 from kafka2sidekiq import Job
-
-WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
-
-
-def active_job(job_class: str, queue: str, n: int) -> bytes:
-    """What Rails' Sidekiq adapter would enqueue for ``job_class.perform_later(n)``."""
-    args = [{"job_class": job_class, "job_id": f"0000000{n}-aaaa-bbbb-cccc-dddddddddddd",
-             "queue_name": queue, "arguments": [n], "executions": 0}]
-    return Job(job_class=WRAPPER, wrapped=job_class, queue=queue, args_json=json.dumps(args)).SerializeToString()
 
 
 def dead_letters(env: dict) -> list[str]:
@@ -39,8 +30,8 @@ def test_namespace_ms_timestamps_allow_lists_and_an_own_dead_letter_topic(bootst
                      class_allow=f"NumberedJob,{WRAPPER},SendReceipt")
     numbered = numbered_jobs(500, keys=20)
     later = time.time() + 3600
-    others = [(b"aj", active_job("SendReceipt", "mail", 1)),
-              (b"aj", active_job("DropTables", "mail", 2)),  # wrapped class not allowed
+    others = [(b"aj", active_job("SendReceipt", "mail", [1])),
+              (b"aj", active_job("DropTables", "mail", [2])),  # wrapped class not allowed
               (b"q", Job(job_class="NumberedJob", queue="secret", args_json="[1]").SerializeToString()),
               (b"at", Job(job_class="NumberedJob", queue="mail", args_json='["later", 0]', at=later)
                .SerializeToString())]

@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from helpers import Bridge, bridge_env, produce, read_topic, wait_for
+from helpers import WRAPPER, Bridge, bridge_env, produce, read_topic, wait_for
 from kafka2sidekiq._proto.job_pb2 import Job
 
 pytestmark = pytest.mark.skipif(shutil.which("sidekiq") is None, reason="ruby-sidekiq not installed")
@@ -24,7 +24,6 @@ AJ_ARGS = [{"job_class": "ParityMailerJob", "job_id": "9f6e8a4c-1b2d-4e3f-8a7b-6
             "arguments": [{"_aj_globalid": "gid://shop/Invoice/7"}], "executions": 0,
             "exception_executions": {}, "locale": "en", "timezone": "UTC",
             "enqueued_at": "2026-11-30T12:00:00Z"}]
-WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
 
 # (name, the hash given to Client.push, the Job message's fields)
 CASES = [
