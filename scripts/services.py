@@ -308,7 +308,9 @@ def kafka_up() -> None:
     jvm = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # one in 64 would read as an option: as Kafka's own Uuid does
+            cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
         fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
                                     "-c", str(props)], capture_output=True, text=True)
         if fmt.returncode != 0:
