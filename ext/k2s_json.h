@@ -303,7 +303,7 @@ static inline const uint8_t *k2s_literal(const uint8_t *p, const uint8_t *end, c
     return p + n;
 }
 
-/* Top-level keys k2s_json_check flags, with a filter that turns most keys away at one
+/* Top-level keys k2s_json_object flags, with a filter that turns most keys away at one
  * load: bit n of lengths[c] is set when a key of n bytes starts with c (n >= 63 all
  * share bit 63). The keys are not empty. */
 typedef struct {
@@ -336,17 +336,15 @@ typedef struct {
 
 typedef struct {
     k2s_span inline_keys[K2S_INLINE_KEYS], *keys;
-    size_t count, cap;
+    size_t count, cap;  /* cap: set once keys leave inline_keys */
     uint8_t *text;  /* unescaped keys, when any key has an escape: at most as long as the object */
-    size_t used, size;
-    int tags, retry_for;  /* faults of these two keys' values */
+    size_t used;  /* set when text is */
 } k2s_members;
 
-static void k2s_members_init(k2s_members *m, size_t n) {
+static inline void k2s_members_init(k2s_members *m) {
     m->keys = m->inline_keys;
-    m->count = 0, m->cap = K2S_INLINE_KEYS;
-    m->text = NULL, m->used = 0, m->size = n;
-    m->tags = m->retry_for = 0;
+    m->count = 0;
+    m->text = NULL;
 }
 
 static inline void k2s_members_free(k2s_members *m) {
@@ -354,15 +352,21 @@ static inline void k2s_members_free(k2s_members *m) {
     if (m->text) free(m->text);
 }
 
-static int k2s_members_add(k2s_members *m, const uint8_t *p, size_t n) {
-    if (m->count == m->cap) {
-        size_t cap = m->cap * 2;
-        k2s_span *keys = (k2s_span *)malloc(cap * sizeof *keys);
-        if (!keys) return -1;
-        memcpy(keys, m->keys, m->count * sizeof *keys);
-        if (m->keys != m->inline_keys) free(m->keys);
-        m->keys = keys, m->cap = cap;
-    }
+/* Room for one more key, once the inline ones are taken: twice as many when full. Out of
+ * line: the common object has a few keys. */
+static __attribute__((noinline)) int k2s_members_room(k2s_members *m) {
+    if (m->keys != m->inline_keys && m->count < m->cap) return 0;
+    size_t cap = m->count * 2;
+    k2s_span *keys = (k2s_span *)malloc(cap * sizeof *keys);
+    if (!keys) return -1;
+    memcpy(keys, m->keys, m->count * sizeof *keys);
+    if (m->keys != m->inline_keys) free(m->keys);
+    m->keys = keys, m->cap = cap;
+    return 0;
+}
+
+static inline int k2s_members_add(k2s_members *m, const uint8_t *p, size_t n) {
+    if (__builtin_expect(m->count >= K2S_INLINE_KEYS, 0) && k2s_members_room(m) < 0) return -1;
     m->keys[m->count].p = p, m->keys[m->count].n = n;
     m->count++;
     return 0;
@@ -397,7 +401,7 @@ static size_t k2s_unescape(const uint8_t *s, size_t n, uint8_t *out) {
         case 'r': *w++ = '\r'; break;
         case 't': *w++ = '\t'; break;
         case 'u': {
-            unsigned u, lo;
+            unsigned u = 0, lo = 0;  /* k2s_string checked the digits */
             k2s_hex4(s, &u);
             s += 4;
             if (u >= 0xD800 && u <= 0xDBFF) {  /* a pair, as k2s_string made sure */
@@ -456,26 +460,23 @@ static int k2s_retry_for_fault(const uint8_t *p, const uint8_t *end) {
     return v > K2S_RETRY_FOR_MAX;
 }
 
-/* Check that s[0:n] (no surrounding white space) is one JSON value opening with `open`
- * ('[' or '{'), nested at most max_depth deep (<= K2S_JSON_MAX_DEPTH), its integers at
- * most max_int_chars long. With `keys` (an object's check), also judge its top-level
- * members: none of `keys`, none twice, `tags` and `retry_for` as Sidekiq's client
- * wants them. The verdict is the first of K2S_JSON_* that applies. */
-static inline __attribute__((always_inline)) int k2s_json_walk(const uint8_t *s, size_t n, uint8_t open,
-                                                              int max_depth, size_t max_int_chars,
-                                                              const k2s_keys *keys, k2s_members *members) {
-    const uint8_t *p = s, *end = s + n, *key, *q;
+/* One JSON value at p (its first byte: no white space before it), nested at most
+ * max_depth deep (<= K2S_JSON_MAX_DEPTH), its integers at most max_int_chars long: the
+ * byte after it, or NULL when it is malformed or msgspec cannot read it. Inline in both
+ * callers, so that each gets its constants folded in. */
+static inline __attribute__((always_inline)) const uint8_t *k2s_json_value(const uint8_t *p, const uint8_t *end,
+                                                                          int max_depth, size_t max_int_chars) {
+    const uint8_t *q;
     uint8_t closers[K2S_JSON_MAX_DEPTH];
-    int depth = 0, reserved = 0, escaped;
-    if (n == 0 || s[0] != open) return K2S_JSON_BAD;
+    int depth = 0, escaped;
 
 value:
     p = k2s_space(p, end);
-    if (p >= end) return K2S_JSON_BAD;
+    if (p >= end) return NULL;
     switch (*p) {
     case '[':
     case '{':
-        if (depth == max_depth) return K2S_JSON_BAD;
+        if (depth == max_depth) return NULL;
         closers[depth++] = *p == '[' ? ']' : '}';
         p = k2s_space(p + 1, end);
         if (p < end && *p == closers[depth - 1]) {
@@ -487,59 +488,37 @@ value:
         goto value;
     case '"':
         q = p + 1;
-        if (!(p = k2s_short_string(q, end)) && !(p = k2s_string(q, end, &escaped))) return K2S_JSON_BAD;
+        if (!(p = k2s_short_string(q, end)) && !(p = k2s_string(q, end, &escaped))) return NULL;
         goto after;
     case 't':
-        if (!(p = k2s_literal(p, end, "true", 4))) return K2S_JSON_BAD;
+        if (!(p = k2s_literal(p, end, "true", 4))) return NULL;
         goto after;
     case 'f':
-        if (!(p = k2s_literal(p, end, "false", 5))) return K2S_JSON_BAD;
+        if (!(p = k2s_literal(p, end, "false", 5))) return NULL;
         goto after;
     case 'n':
-        if (!(p = k2s_literal(p, end, "null", 4))) return K2S_JSON_BAD;
+        if (!(p = k2s_literal(p, end, "null", 4))) return NULL;
         goto after;
     default:
-        if (*p != '-' && (*p < '0' || *p > '9')) return K2S_JSON_BAD;
-        if (!(p = k2s_number(p, end, max_int_chars))) return K2S_JSON_BAD;
+        if (*p != '-' && (*p < '0' || *p > '9')) return NULL;
+        if (!(p = k2s_number(p, end, max_int_chars))) return NULL;
         goto after;
     }
 
 member: /* "key": value, inside an object */
     p = k2s_space(p, end);
-    if (p >= end || *p != '"') return K2S_JSON_BAD;
-    key = p + 1;
-    escaped = 0;
-    if (!(p = k2s_short_string(key, end)) && !(p = k2s_string(key, end, &escaped))) return K2S_JSON_BAD;
-    q = p;  /* after the closing quote */
+    if (p >= end || *p != '"') return NULL;
+    q = p + 1;
+    if (!(p = k2s_short_string(q, end)) && !(p = k2s_string(q, end, &escaped))) return NULL;
     p = k2s_space(p, end);
-    if (p >= end || *p != ':') return K2S_JSON_BAD;
+    if (p >= end || *p != ':') return NULL;
     p++;
-    if (depth == 1 && keys) {
-        size_t key_n = (size_t)(q - 1 - key);
-        if (escaped) {  /* compare the key's text, as the reference's decoder gives it */
-            if (!members->text && !(members->text = (uint8_t *)malloc(members->size ? members->size : 1)))
-                return K2S_JSON_NOMEM;
-            uint8_t *text = members->text + members->used;
-            key_n = k2s_unescape(key, key_n, text);
-            members->used += key_n;
-            key = text;
-        }
-        if (k2s_key_reserved(keys, key, key_n)) reserved = 1;
-        if (k2s_members_add(members, key, key_n) < 0) return K2S_JSON_NOMEM;
-        if (key_n == 4 && memcmp(key, "tags", 4) == 0)
-            members->tags |= k2s_tags_fault(k2s_space(p, end), end);
-        else if (key_n == 9 && memcmp(key, "retry_for", 9) == 0)
-            members->retry_for |= k2s_retry_for_fault(k2s_space(p, end), end);
-    }
     goto value;
 
-after: /* a value ended: a comma, a closing bracket, or the end of the text */
+after: /* a value ended: a comma, a closing bracket, or the value we were asked for */
+    if (depth == 0) return p;
     p = k2s_space(p, end);
-    if (depth == 0) {
-        if (p != end) return K2S_JSON_BAD;
-        return reserved ? K2S_JSON_RESERVED : K2S_JSON_OK;
-    }
-    if (p >= end) return K2S_JSON_BAD;
+    if (p >= end) return NULL;
     if (*p == ',') {
         p++;
         if (closers[depth - 1] == '}') goto member;
@@ -550,25 +529,77 @@ after: /* a value ended: a comma, a closing bracket, or the end of the text */
         depth--;
         goto after;
     }
-    return K2S_JSON_BAD;
+    return NULL;
 }
 
-/* A JSON array of arguments: K2S_JSON_OK or K2S_JSON_BAD. (Each of these two gets a walk
- * of its own, its constants folded in: the args' has no key handling at all.) */
+/* A JSON array of arguments, s[0:n] with no white space around it: K2S_JSON_OK or
+ * K2S_JSON_BAD. */
 static int k2s_json_array(const uint8_t *s, size_t n, size_t max_int_chars) {
-    return k2s_json_walk(s, n, '[', K2S_ARGS_MAX_DEPTH, max_int_chars, NULL, NULL);
+    const uint8_t *p;
+    if (n == 0 || s[0] != '[' || !(p = k2s_json_value(s, s + n, K2S_ARGS_MAX_DEPTH, max_int_chars)))
+        return K2S_JSON_BAD;
+    return k2s_space(p, s + n) == s + n ? K2S_JSON_OK : K2S_JSON_BAD;
 }
 
-/* A JSON object of extra keys: any verdict. */
+/* A JSON object of extra keys, s[0:n] with no white space around it: its values walked
+ * as the args are, and its members judged as Sidekiq's client would: none of `keys`,
+ * none twice, `tags` and `retry_for` as the client wants them. The verdict is the first
+ * of K2S_JSON_* that applies. The top level has a loop of its own, so that the walk of
+ * the values has no key handling in it. */
 static int k2s_json_object(const uint8_t *s, size_t n, size_t max_int_chars, const k2s_keys *keys) {
+    const uint8_t *p, *end = s + n, *key;
+    size_t key_n;
+    int verdict = K2S_JSON_BAD, reserved = 0, tags = 0, retry_for = 0, escaped;
     k2s_members members;
-    k2s_members_init(&members, n);
-    int verdict = k2s_json_walk(s, n, '{', K2S_EXTRA_MAX_DEPTH, max_int_chars, keys, &members);
-    if (verdict == K2S_JSON_OK) {
-        verdict = k2s_members_repeat(&members) ? K2S_JSON_DUPLICATE
-                  : members.tags ? K2S_JSON_BAD_TAGS
-                  : members.retry_for ? K2S_JSON_BAD_RETRY_FOR : K2S_JSON_OK;
+    if (n < 2 || s[0] != '{') return K2S_JSON_BAD;
+    p = k2s_space(s + 1, end);
+    if (p < end && *p == '}') return k2s_space(p + 1, end) == end ? K2S_JSON_OK : K2S_JSON_BAD;
+    k2s_members_init(&members);
+    for (;;) {
+        if (p >= end || *p != '"') goto done;
+        key = p + 1;
+        escaped = 0;
+        if (!(p = k2s_short_string(key, end)) && !(p = k2s_string(key, end, &escaped))) goto done;
+        key_n = (size_t)(p - 1 - key);
+        p = k2s_space(p, end);
+        if (p >= end || *p != ':') goto done;
+        p = k2s_space(p + 1, end);
+        if (escaped) {  /* compare the key's text, as the reference's decoder gives it */
+            if (!members.text) {
+                if (!(members.text = (uint8_t *)malloc(n))) {
+                    verdict = K2S_JSON_NOMEM;
+                    goto done;
+                }
+                members.used = 0;
+            }
+            uint8_t *text = members.text + members.used;
+            key_n = k2s_unescape(key, key_n, text);
+            members.used += key_n;
+            key = text;
+        }
+        reserved |= k2s_key_reserved(keys, key, key_n);
+        if (k2s_members_add(&members, key, key_n) < 0) {
+            verdict = K2S_JSON_NOMEM;
+            goto done;
+        }
+        if (key_n == 4 && memcmp(key, "tags", 4) == 0)
+            tags |= k2s_tags_fault(p, end);
+        else if (key_n == 9 && memcmp(key, "retry_for", 9) == 0)
+            retry_for |= k2s_retry_for_fault(p, end);
+        if (!(p = k2s_json_value(p, end, K2S_EXTRA_MAX_DEPTH - 1, max_int_chars))) goto done;
+        p = k2s_space(p, end);
+        if (p < end && *p == ',') {
+            p = k2s_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}' && k2s_space(p + 1, end) == end) break;
+        goto done;
     }
+    verdict = reserved ? K2S_JSON_RESERVED
+              : k2s_members_repeat(&members) ? K2S_JSON_DUPLICATE
+              : tags ? K2S_JSON_BAD_TAGS
+              : retry_for ? K2S_JSON_BAD_RETRY_FOR : K2S_JSON_OK;
+done:
     k2s_members_free(&members);
     return verdict;
 }

@@ -53,6 +53,13 @@ IMMEDIATE = [
      "default", b'{"retry":true,"queue":"default","class":"A","wrapped":"B","args":[],"tags":null,'
                 b'"retry_for":1000000000,"\\u00e9":1,"jid":"0123456789abcdef01234567",'
                 b'"created_at":1700000000.123,"enqueued_at":1700000001.0}'),
+    # white space anywhere between the members of extra keys (kept as it is)
+    (FLOAT, job(job_class="A", jid=JID, extra_json=' { "tags" : [ "a" ] ,\n\t"x" : { "y" : [ ] } , "z":{ } } '),
+     "default", b'{"retry":true,"queue":"default","class":"A","args":[],"tags" : [ "a" ] ,\n\t"x" : { "y" : [ ] } , '
+                b'"z":{ },"jid":"0123456789abcdef01234567","created_at":1700000000.123,"enqueued_at":1700000001.0}'),
+    (FLOAT, job(job_class="A", jid=JID, extra_json='{ }'),
+     "default", b'{"retry":true,"queue":"default","class":"A","args":[],"jid":"0123456789abcdef01234567",'
+                b'"created_at":1700000000.123,"enqueued_at":1700000001.0}'),
     # nested as deep as Ruby's JSON takes a job: args 99 deep, extra keys 100 deep
     (FLOAT, job(job_class="A", jid=JID, args_json="[" * 99 + "]" * 99, extra_json='{"x":' + "[" * 99 + "]" * 99 + "}"),
      "default", b'{"retry":true,"queue":"default","class":"A","args":' + b"[" * 99 + b"]" * 99
@@ -180,6 +187,18 @@ REJECTS = [
     (FLOAT, job(job_class="A", extra_json="[1]"), "bad_extra"),
     (FLOAT, job(job_class="A", extra_json='{"a":}'), "bad_extra"),
     (FLOAT, job(job_class="A", extra_json='{"x":' + "[" * 100 + "]" * 100 + "}"), "bad_extra"),
+    # the top level of extra keys has a loop of its own in the compiled twin
+    (FLOAT, job(job_class="A", extra_json='{"a":1,}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1 "b":2}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a" 1}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1,"b"}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{a:1}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{,}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1}}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1} {}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":[1}'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{"a":1'), "bad_extra"),
+    (FLOAT, job(job_class="A", extra_json='{} {}'), "bad_extra"),
     (FLOAT, job(job_class="A", extra_json='{"tags":["a"],"tags":["b"]}'), "duplicate_extra_key"),
     (FLOAT, job(job_class="A", extra_json='{"a":1,"\\u0061":2}'), "duplicate_extra_key"),
     (FLOAT, job(job_class="A", extra_json='{"tags":"notarray"}'), "bad_tags"),
