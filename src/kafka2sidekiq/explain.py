@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from . import encoder_py
 from .config import Settings
+from .encoder_types import MAX_ARGS_DEPTH, MAX_EXTRA_DEPTH
 
 
 class InvalidJob(ValueError):
@@ -71,7 +71,8 @@ def _json_problem(flag: str, text: str, kind: type) -> str:
         return f"{flag} is nested too deeply"
     if not isinstance(value, kind):
         return f"{flag} must be {wanted}, not {_kind(value)}"
-    return f"{flag} is not {wanted} the bridge accepts (nested deeper than {encoder_py.MAX_JSON_DEPTH}?)"
+    depth = MAX_ARGS_DEPTH if kind is list else MAX_EXTRA_DEPTH
+    return f"{flag} is not {wanted} the bridge accepts (nested deeper than {depth}?)"
 
 
 def _reserved(text: str) -> set[str]:
