@@ -24,8 +24,8 @@ def extensions():
         cflags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer"]
         ldflags += [f"-fsanitize={sanitize}"]
     encoder = Extension(
-        "kafka2sidekiq._encoder",
-        ["ext/_encoder.pyx"],
+        "kafka2sidekiq._encoder_c",
+        ["ext/_encoder_c.pyx"],
         include_dirs=["ext"],
         depends=["ext/k2s_json.h", "ext/k2s_wire.h"],
         extra_compile_args=cflags,

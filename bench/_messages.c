@@ -1,5 +1,5 @@
 /* Benchmark helpers over confluent-kafka Messages, read in place at the byte offsets the
- * project's compiled encoder found (kafka2sidekiq._encoder.message_fields): no accessor
+ * project's compiled encoder found (kafka2sidekiq._encoder_c.message_fields): no accessor
  * call, no tuple, no int per message. Built on first use by bench/compiled.py.
  *
  *   values(messages, kind, value_at, error_at) -> [value, ...]

@@ -37,9 +37,9 @@ import time
 import msgspec
 from confluent_kafka import Message
 
-from kafka2sidekiq import encoder_py
+from kafka2sidekiq import _encoder_py
 from kafka2sidekiq._proto.job_pb2 import Job
-from kafka2sidekiq.encoder_py import EncoderOptions
+from kafka2sidekiq.encoder_types import EncoderOptions
 
 from . import common
 
@@ -146,32 +146,33 @@ def worst(encoders: dict, runs: int, min_seconds: float) -> dict:
 
 def encoder_at(rev: str):
     """The compiled encoder of commit ``rev``, built once into .k2s/ab/<sha>/ as its own
-    package (k2s_ab_<sha>) so that it loads beside this one."""
+    package (k2s_ab_<sha>, that commit's src/kafka2sidekiq) so that it loads beside this
+    one. Its compiled twin is _encoder_c, or _encoder before the twins were renamed."""
     sha = subprocess.run(["git", "rev-parse", rev], capture_output=True, text=True, check=True,
                          cwd=common.ROOT).stdout.strip()
     name = f"k2s_ab_{sha[:10]}"
     root = common.ROOT / ".k2s" / "ab" / sha[:10]
     if not any((root / name).glob("_encoder*.so")):
-        files = ["ext", "src/kafka2sidekiq/encoder_py.py", "src/kafka2sidekiq/sidekiq.py"]
-        archive = subprocess.run(["git", "archive", "--format=tar", sha, *files], capture_output=True,
-                                 check=True, cwd=common.ROOT).stdout
-        (root / name).mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha, "ext", "src/kafka2sidekiq"],
+                                 capture_output=True, check=True, cwd=common.ROOT).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             for member in tar.getmembers():
                 if member.isfile():
                     target = root / (member.name if member.name.startswith("ext/")
-                                     else f"{name}/{member.name.rsplit('/', 1)[1]}")
+                                     else name + member.name.removeprefix("src/kafka2sidekiq"))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(tar.extractfile(member).read())
         (root / name / "__init__.py").write_text("")
+        twin = "_encoder_c" if (root / "ext" / "_encoder_c.pyx").exists() else "_encoder"
         (root / "setup.py").write_text(
             "from Cython.Build import cythonize\nfrom setuptools import Extension, setup\n"
-            f"setup(ext_modules=cythonize([Extension({name + '._encoder'!r}, ['ext/_encoder.pyx'], "
+            f"setup(ext_modules=cythonize([Extension({name + '.' + twin!r}, ['ext/{twin}.pyx'], "
             "include_dirs=['ext'], extra_compile_args=['-O3'])], quiet=True, "
             "compiler_directives={'boundscheck': False, 'wraparound': False}))\n")
         subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], check=True, cwd=root)
     sys.path.insert(0, str(root))
-    return importlib.import_module(f"{name}._encoder")
+    (built,) = (root / name).glob("_encoder*.so")
+    return importlib.import_module(f"{name}.{built.name.split('.')[0]}")
 
 
 def ns_per_job(enc, messages, min_seconds: float) -> float:
@@ -192,8 +193,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     runs, min_seconds = (3, 0.1) if args.quick else (args.runs, 0.3)
 
-    from kafka2sidekiq import _encoder
-    contenders = {"compiled": _encoder.Encoder, "reference": encoder_py.Encoder, "baseline": Baseline}
+    from kafka2sidekiq import _encoder_c
+    contenders = {"compiled": _encoder_c.Encoder, "reference": _encoder_py.Encoder, "baseline": Baseline}
     if args.against:
         contenders[f"compiled@{args.against}"] = encoder_at(args.against).Encoder
     options = EncoderOptions()

@@ -3,7 +3,7 @@ confluent-kafka. Kafka bytes -> LPUSH unchanged, no decode, no encode, no ledger
 round trip per batch, in PROCESSES forked processes that split the partitions, each
 reading through the bridge's own Source (its tuning and batching). Messages are read in
 place, at the offsets the project's compiled encoder uses (bench/_messages.c), and the
-command is written by the project's compiled RESP writer (kafka2sidekiq._encoder.resp),
+command is written by the project's compiled RESP writer (kafka2sidekiq._encoder_c.resp),
 sent on one redis-py connection as the bridge's sink does. What is left is
 confluent-kafka making Message objects, one list of values, one copy into the command and
 Redis itself.
@@ -19,7 +19,7 @@ from . import common, compiled
 
 
 def copy(bootstrap: str, topic: str, redis_url: str, batch_size: int, mine: list[int]) -> None:
-    from kafka2sidekiq._encoder import resp
+    from kafka2sidekiq._encoder_c import resp
 
     stop = common.stop_flag()
     values = compiled.load().values

@@ -1,7 +1,7 @@
 """The benchmarks' own compiled helper (bench/_messages.c), built on first use with the C
 compiler that built the project's encoder, into build/bench-helper/, once per source and
 Python version. It reads confluent-kafka Messages in place at the offsets the project's
-compiled encoder found (kafka2sidekiq._encoder.message_fields)."""
+compiled encoder found (kafka2sidekiq._encoder_c.message_fields)."""
 
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ def message_fields() -> tuple[type, dict]:
     encoder; an error naming the cause when the encoder did not recognise the layout."""
     from confluent_kafka import Message, version
 
-    from kafka2sidekiq import _encoder
+    from kafka2sidekiq import _encoder_c
 
-    fields = _encoder.message_fields(Message)
+    fields = _encoder_c.message_fields(Message)
     if fields is None:
         raise RuntimeError(f"the compiled encoder does not recognise the Message layout of confluent-kafka "
                            f"{version()[0]}: the strict ceiling and the latency floor need it")

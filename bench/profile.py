@@ -140,7 +140,7 @@ def perf_usable() -> bool:
 DSO_KINDS = (  # shared object -> what it is, in the order they are matched
     (r"cimpl", "confluent-kafka (Message objects, consume)"),
     (r"librdkafka", "librdkafka"),
-    (r"_encoder", "compiled encoder + RESP writer"),
+    (r"_encoder_c", "compiled encoder + RESP writer"),
     (r"hiredis", "hiredis (Redis replies)"),
     (r"libpython|^python", "Python interpreter (the loop, redis-py, bookkeeping)"),
     (r"^libc[.-]|libm[.-]|ld-linux", "libc (malloc, memcpy)"),

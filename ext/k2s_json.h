@@ -5,7 +5,7 @@
  * many top-level keys, a sort of them).
  *
  * The verdicts must equal the reference encoder's (msgspec plus a depth limit,
- * encoder_py.check_args / check_extra): a number is bad when msgspec cannot represent it,
+ * _encoder_py.check_args / check_extra): a number is bad when msgspec cannot represent it,
  * that is a float (a fraction or an exponent) whose value rounds past DBL_MAX, or an
  * integer longer than Python's int parsing limit (sign included).
  */
@@ -24,8 +24,8 @@ enum {
 };
 
 #define K2S_JSON_MAX_DEPTH 100
-#define K2S_ARGS_MAX_DEPTH 99    /* encoder_py.MAX_ARGS_DEPTH */
-#define K2S_EXTRA_MAX_DEPTH 100  /* encoder_py.MAX_EXTRA_DEPTH */
+#define K2S_ARGS_MAX_DEPTH 99    /* _encoder_py.MAX_ARGS_DEPTH */
+#define K2S_EXTRA_MAX_DEPTH 100  /* _encoder_py.MAX_EXTRA_DEPTH */
 #define K2S_RETRY_FOR_MAX 1000000000LL
 
 /* AddressSanitizer, as gcc (__SANITIZE_ADDRESS__) and clang (__has_feature) announce it. */

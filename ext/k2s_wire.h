@@ -1,5 +1,5 @@
 /* The Job message's wire format and the small formatters of the envelope encoder.
- * Rules (the reference's, encoder_py.parse_job): wire types 0, 1, 2, 5 only; a tag
+ * Rules (the reference's, _encoder_py.parse_job): wire types 0, 1, 2, 5 only; a tag
  * below 2**32 with a field number above 0; varints of at most 10 bytes and 64 bits;
  * a known field with the wrong wire type is malformed; unknown fields are skipped;
  * the last occurrence of a field wins. */
@@ -95,7 +95,7 @@ static int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job) {
     return 0;
 }
 
-/* Confluent's Schema Registry framing for Protobuf (encoder_py.unframe): magic byte 0, a
+/* Confluent's Schema Registry framing for Protobuf (_encoder_py.unframe): magic byte 0, a
  * 4-byte big-endian schema id, the message indexes (a zigzag varint count, then that many
  * zigzag varints; a lone 0 for the first message). 0 and the message in *buf, *n when
  * buf[0:*n] is framed so; -1 otherwise. Every index takes a byte: bounded by *n. */
@@ -224,7 +224,7 @@ static void k2s_strip(const uint8_t **s, size_t *n) {
     while (*n && k2s_space_byte((*s)[*n - 1])) (*n)--;
 }
 
-/* --- splitmix64: the jid stream (encoder_py.mix64 / jid_from) --- */
+/* --- splitmix64: the jid stream (_encoder_py.mix64 / jid_from) --- */
 
 #define K2S_GAMMA 0x9E3779B97F4A7C15ULL
 
@@ -298,7 +298,7 @@ static inline size_t k2s_write_ms_as_seconds(char *out, int64_t ms) {
     return n + (size_t)keep;
 }
 
-/* --- the payload, in the order Sidekiq::Client.push writes its keys (encoder_py.Encoder.encode_one) --- */
+/* --- the payload, in the order Sidekiq::Client.push writes its keys (_encoder_py.Encoder.encode_one) --- */
 
 #define K2S_PUT(w, lit) (memcpy((w), (lit), sizeof(lit) - 1), (w) += sizeof(lit) - 1)
 

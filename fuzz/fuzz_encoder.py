@@ -24,9 +24,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from kafka2sidekiq import encoder_py
+    from kafka2sidekiq import _encoder_py
 
-from kafka2sidekiq import _encoder
+from kafka2sidekiq import _encoder_c
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -96,17 +96,17 @@ def message(fdp) -> tuple:
     return fields
 
 
-def options(fdp) -> encoder_py.EncoderOptions:
-    return encoder_py.EncoderOptions(
+def options(fdp) -> _encoder_py.EncoderOptions:
+    return _encoder_py.EncoderOptions(
         timestamps=fdp.PickValueInList(["float", "ms"]),
         class_allow=fdp.PickValueInList([None, frozenset({"HardJob", "A::B"})]),
         queue_allow=fdp.PickValueInList([None, frozenset({"default"})]),
         max_message_bytes=fdp.PickValueInList([1 << 20, 32]),
         jid=fdp.PickValueInList(["random", "origin"]),
         add_origin=fdp.ConsumeBool(),
-        wire_format=fdp.PickValueInList(list(encoder_py.WIRE_FORMATS)),
+        wire_format=fdp.PickValueInList(list(_encoder_py.WIRE_FORMATS)),
         schema_ids=fdp.PickValueInList([None, frozenset({7})]),
-        trace_headers=fdp.PickValueInList([encoder_py.TRACE_HEADERS, ()]),
+        trace_headers=fdp.PickValueInList([_encoder_py.TRACE_HEADERS, ()]),
     )
 
 
@@ -124,7 +124,7 @@ def one_input(data: bytes) -> None:
     opts = options(fdp)
     batch = [message(fdp) for _ in range(fdp.ConsumeIntInRange(1, 8))]
     now = fdp.ConsumeIntInRange(0, 2 ** 45)
-    expected, actual = outcome(encoder_py, opts, batch, now), outcome(_encoder, opts, batch, now)
+    expected, actual = outcome(_encoder_py, opts, batch, now), outcome(_encoder_c, opts, batch, now)
     if actual != expected:
         raise AssertionError(f"compiled != reference\noptions {opts}\nbatch {batch!r}\n"
                              f"reference {expected!r}\ncompiled  {actual!r}")

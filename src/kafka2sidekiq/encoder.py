@@ -3,13 +3,13 @@ reference), ``fast`` (the compiled one, or an error) or ``python`` (the referenc
 
 from __future__ import annotations
 
-from . import encoder_py
+from . import _encoder_py
 from .encoder_types import REASONS, Batch, EncoderOptions  # noqa: F401  (the public API)
 
 try:
-    from . import _encoder
+    from . import _encoder_c
 except ImportError as exc:  # built with K2S_NO_EXTENSIONS, or not built at all
-    _encoder = None
+    _encoder_c = None
     _missing = exc
 
 CHOICES = ("auto", "fast", "python")
@@ -23,17 +23,17 @@ def select(choice: str = "auto"):
     """The encoder module for ``choice``; both have ``Encoder(options, seed=None)``."""
     if choice not in CHOICES:
         raise ValueError(f"encoder must be one of {', '.join(CHOICES)}, not {choice!r}")
-    if choice == "python" or (choice == "auto" and _encoder is None):
-        return encoder_py
-    if _encoder is None:
+    if choice == "python" or (choice == "auto" and _encoder_c is None):
+        return _encoder_py
+    if _encoder_c is None:
         raise EncoderUnavailable(
             f"the compiled encoder is not built ({_missing}); reinstall without "
             f"K2S_NO_EXTENSIONS, or set K2S_ENCODER=python")
-    return _encoder
+    return _encoder_c
 
 
 def describe(module) -> str:
-    if module is not _encoder or module is None:
+    if module is not _encoder_c or module is None:
         return "pure Python"
     import confluent_kafka
 

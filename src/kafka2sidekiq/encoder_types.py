@@ -1,5 +1,5 @@
 """What both encoder twins share: the rejection reasons, the limits, the options and the
-Batch they return (kafka2sidekiq.encoder_py, the reference, and kafka2sidekiq._encoder, the
+Batch they return (kafka2sidekiq._encoder_py, the reference, and kafka2sidekiq._encoder_c, the
 compiled one, import them from here; shared/sidekiq-format.md has the facts behind them)."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from .encoder_py import REASONS
+from .encoder_types import REASONS
 
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 PUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -120,7 +120,7 @@ def build_info(choice: str = "auto") -> dict[str, str]:
     from . import __version__, encoder
 
     try:
-        module = "python" if encoder.select(choice) is encoder.encoder_py else "compiled"
+        module = "python" if encoder.select(choice) is encoder._encoder_py else "compiled"
     except encoder.EncoderUnavailable:
         module = "unavailable"
     return {"version": __version__, "python": platform.python_version(), "encoder": module}

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from . import encoder
-from .encoder_py import Batch, EncoderOptions
+from .encoder_types import Batch, EncoderOptions
 from .sink import Sink, connect
 
 

@@ -46,12 +46,12 @@ from dataclasses import dataclass
 import hiredis
 import redis
 
-from .encoder_py import Batch
+from .encoder_types import Batch
 from .sidekiq import (FAILOVER_ERRORS, MAX_PUSH_BULK, MAX_SCHEDULE_BULK, QUEUE_KEY_PREFIX,
                       QUEUES_KEY, SCHEDULE_KEY, key_prefix)
 
 try:
-    from ._encoder import resp
+    from ._encoder_c import resp
 except ImportError:  # built without the extension: hiredis packs the same bytes, slower
     def resp(args: list) -> bytes:
         return hiredis.pack_command(tuple(x for arg in args for x in (arg if type(arg) is list else [arg])))

@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis
 
-from kafka2sidekiq.encoder_py import Batch
+from kafka2sidekiq.encoder_types import Batch
 from kafka2sidekiq.sink import Range, Sink
 from kafka2sidekiq.worker import start_offsets
 

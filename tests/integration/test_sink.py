@@ -5,7 +5,7 @@ import pytest
 import redis
 
 from helpers import RedisServer
-from kafka2sidekiq.encoder_py import Batch
+from kafka2sidekiq.encoder_types import Batch
 from kafka2sidekiq.sink import WATCH_ATTEMPTS, Range, RedisUnavailable, Sink
 
 LEDGER = "k2s:ledger:g:t"

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from helpers import RedisServer, wait_for
-from kafka2sidekiq.encoder_py import Batch
+from kafka2sidekiq.encoder_types import Batch
 from kafka2sidekiq.sink import Range, RedisUnavailable, Sink, connect
 
 LEDGER = "k2s:ledger:g:t"

@@ -220,7 +220,7 @@ def test_namespace_prefix_for_sidekiq_6(bootstrap, make_topic, redis_url, redis_
     assert_exactly_once_in_key_order(queue_jobs(redis_client, namespace="myapp"), produced)
 
 
-@pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+@pytest.mark.skipif(encoder._encoder_c is None, reason="compiled encoder not built")
 def test_consumed_messages_are_read_in_place_as_the_accessors_read_them(bootstrap, make_topic):
     """Messages that librdkafka made (not the constructor the layout probe uses): the
     compiled encoder reads them in place and gets what the reference gets through the
@@ -240,12 +240,12 @@ def test_consumed_messages_are_read_in_place_as_the_accessors_read_them(bootstra
     finally:
         consumer.close()
     assert sum(m.error() is None for m in messages) == len(values)
-    assert encoder._encoder.message_fields(type(messages[0])) is not None
+    assert encoder._encoder_c.message_fields(type(messages[0])) is not None
 
     options = encoder.EncoderOptions(jid="origin")
     now_ms = int(time.time() * 1000)
-    ours = encoder._encoder.Encoder(options).encode_batch(topic, messages, now_ms)
-    reference = encoder.encoder_py.Encoder(options).encode_batch(topic, messages, now_ms)
+    ours = encoder._encoder_c.Encoder(options).encode_batch(topic, messages, now_ms)
+    reference = encoder._encoder_py.Encoder(options).encode_batch(topic, messages, now_ms)
     assert ours == reference
     assert sum(len(p) for p in ours.queues.values()) == 300 and len(ours.rejects) == 2
     assert len(ours.errors) >= 4  # an end-of-partition event for each partition, at least

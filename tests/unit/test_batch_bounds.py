@@ -4,9 +4,9 @@ K2S_BATCH_MAX_BYTES of values, and each batch says which offsets it covers."""
 import pytest
 
 from kafka2sidekiq import encoder
-from kafka2sidekiq.encoder_py import EncoderOptions
+from kafka2sidekiq.encoder_types import EncoderOptions
 
-ENCODERS = [encoder.select("python")] + ([encoder._encoder] if encoder._encoder else [])
+ENCODERS = [encoder.select("python")] + ([encoder._encoder_c] if encoder._encoder_c else [])
 
 
 @pytest.fixture(params=ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

@@ -14,7 +14,7 @@ import pytest
 from kafka2sidekiq import encoder
 from conftest import REPO
 
-pytestmark = pytest.mark.skipif(encoder._encoder is None or shutil.which("gcc") is None,
+pytestmark = pytest.mark.skipif(encoder._encoder_c is None or shutil.which("gcc") is None,
                                 reason="compiled encoder or gcc missing")
 
 TESTS = ["tests/unit/test_encoder_golden.py", "tests/unit/test_encoder_differential.py", "-k",
@@ -35,11 +35,11 @@ def test_golden_and_differential_under_addresssanitizer(tmp_path):
     shutil.copytree(REPO / "src" / "kafka2sidekiq", package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     (wheel,) = tmp_path.glob("kafka2sidekiq-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        (name,) = [n for n in archive.namelist() if n.startswith("kafka2sidekiq/_encoder") and n.endswith(".so")]
+        (name,) = [n for n in archive.namelist() if n.startswith("kafka2sidekiq/_encoder_c") and n.endswith(".so")]
         (package / name.rsplit("/", 1)[1]).write_bytes(archive.read(name))
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "LD_PRELOAD": libasan,
            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1", "K2S_REQUIRE_COMPILED": "1"}
-    loaded = subprocess.run([sys.executable, "-c", "import kafka2sidekiq._encoder as e; print(e.__file__)"],
+    loaded = subprocess.run([sys.executable, "-c", "import kafka2sidekiq._encoder_c as e; print(e.__file__)"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert loaded.stdout.startswith(str(package)), loaded.stdout + loaded.stderr[-2000:]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS], env=env,

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from kafka2sidekiq import encoder, encoder_py
+from kafka2sidekiq import encoder, _encoder_py
 from conftest import SEED
 
-pytestmark = pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+pytestmark = pytest.mark.skipif(encoder._encoder_c is None, reason="compiled encoder not built")
 
 BATCH = 20
 EXAMPLES = 300
@@ -81,7 +81,7 @@ def json_text(draw, top: str) -> bytes:
     kind = draw(st.integers(0, 9))
     if kind <= 4:  # a valid document of the right top-level type
         value = draw(st.lists(json_values, max_size=4) if top == "[" else
-                     st.dictionaries(st.text(max_size=8) | st.sampled_from(sorted(encoder_py.RESERVED_KEYS)),
+                     st.dictionaries(st.text(max_size=8) | st.sampled_from(sorted(_encoder_py.RESERVED_KEYS)),
                                      json_values, max_size=4))
         text = json.dumps(value, ensure_ascii=draw(st.booleans()),
                           separators=draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
@@ -176,7 +176,7 @@ messages = st.tuples(job_value() | st.none(), st.integers(-1, 2 ** 44) | st.just
                      st.integers(0, 63), st.integers(0, 2 ** 40))
 
 options = st.builds(
-    encoder_py.EncoderOptions,
+    _encoder_py.EncoderOptions,
     timestamps=st.sampled_from(["float", "ms"]),
     default_queue=st.sampled_from(["default", "low"]),
     class_allow=st.sampled_from([None, frozenset({"HardJob", "A::B", "Sidekiq::ActiveJob::Wrapper"})]),
@@ -184,9 +184,9 @@ options = st.builds(
     max_message_bytes=st.sampled_from([1 << 20, 64]),
     jid=st.sampled_from(["random", "origin"]),
     add_origin=st.booleans(),
-    wire_format=st.sampled_from(encoder_py.WIRE_FORMATS),
+    wire_format=st.sampled_from(_encoder_py.WIRE_FORMATS),
     schema_ids=st.sampled_from([None, frozenset({7})]),
-    trace_headers=st.sampled_from([encoder_py.TRACE_HEADERS, (), ("x-datadog-trace-id", "traceparent", "a")]),
+    trace_headers=st.sampled_from([_encoder_py.TRACE_HEADERS, (), ("x-datadog-trace-id", "traceparent", "a")]),
 )
 
 
@@ -199,8 +199,8 @@ def test_compiled_equals_reference(opts, batch, rng, now):
 
 
 def assert_same(opts, batch, rng, now, start=0, max_bytes=0):
-    expected = encoder_py.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
-    actual = encoder._encoder.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
+    expected = _encoder_py.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
+    actual = encoder._encoder_c.Encoder(opts, seed=rng).encode_batch("jobs.v1", batch, now, start, max_bytes)
     assert actual.rejects == expected.rejects
     assert actual.scheduled == expected.scheduled
     assert actual.queues == expected.queues
@@ -227,7 +227,7 @@ def test_names_of_every_length_and_edge_byte():
             values.append(field_len(1, name.encode()))
     for i in range(0, len(values), 1000):
         batch = [(v, 1700000000123, 0, j) for j, v in enumerate(values[i:i + 1000])]
-        assert_same(encoder_py.EncoderOptions(), batch, 7, 1700000001000)
+        assert_same(_encoder_py.EncoderOptions(), batch, 7, 1700000001000)
 
 
 def test_strings_ending_anywhere_and_keys_like_reserved_ones():
@@ -248,12 +248,12 @@ def test_strings_ending_anywhere_and_keys_like_reserved_ones():
             for field, head, tail in ((3, b'[1, "', b"]"), (9, b'{"k":"', b"}"), (9, b'{"', b":1}")):
                 json_text = head + text + (end.encode() + tail if end != "-" else b"")
                 values.append(field_len(1, b"A") + field_len(field, json_text))
-    for key in sorted(encoder_py.RESERVED_KEYS):
+    for key in sorted(_encoder_py.RESERVED_KEYS):
         for twin in (key, key[0] + "z" * (len(key) - 1), key[:-1] + "z", key + "z", key[:-1], key.upper()):
             values.append(field_len(1, b"A") + field_len(9, b'{"%s":1}' % twin.encode()))
     for i in range(0, len(values), 1000):
         batch = [(v, 1700000000123, 0, j) for j, v in enumerate(values[i:i + 1000])]
-        assert_same(encoder_py.EncoderOptions(), batch, 7, 1700000001000)
+        assert_same(_encoder_py.EncoderOptions(), batch, 7, 1700000001000)
 
 
 def test_objects_with_many_keys_repeated_or_escaped():
@@ -276,7 +276,7 @@ def test_objects_with_many_keys_repeated_or_escaped():
         values.append(field_len(1, b"A") + field_len(9, ("{" + ",".join(members) + "}").encode()))
     for i in range(0, len(values), 1000):
         batch = [(v, 1700000000123, 0, j) for j, v in enumerate(values[i:i + 1000])]
-        assert_same(encoder_py.EncoderOptions(), batch, 7, 1700000001000)
+        assert_same(_encoder_py.EncoderOptions(), batch, 7, 1700000001000)
 
 
 class Message:
@@ -310,8 +310,8 @@ class Message:
 def test_milliseconds_format_like_python_repr(ms):
     """The compiled fast path for ms -> float seconds agrees with repr(ms / 1000)."""
     job = field_len(1, b"A") + field_len(5, b"0123456789abcdef01234567")
-    opts = encoder_py.EncoderOptions()
-    for module in (encoder_py, encoder._encoder):
+    opts = _encoder_py.EncoderOptions()
+    for module in (_encoder_py, encoder._encoder_c):
         payload = module.Encoder(opts, seed=0).encode_batch("t", [(job, ms, 0, 0)], ms)
         assert payload.queues["default"][0].endswith(
             b'"created_at":%s,"enqueued_at":%s}' % (repr(ms / 1000).encode(), repr(ms / 1000).encode()))
@@ -438,8 +438,8 @@ def test_confluent_kafka_messages_are_read_in_place():
     """The installed confluent-kafka's Message layout is recognised (else every message
     costs five accessor calls: the worker would be about twice as slow per message), and
     nothing else is read in place."""
-    fields = encoder._encoder.message_fields(confluent_kafka.Message)
+    fields = encoder._encoder_c.message_fields(confluent_kafka.Message)
     assert fields is not None, "the Message layout was not recognised: the accessors are called"
     assert len(set(fields.values())) == 7
-    assert encoder._encoder.message_fields(Message) is None
-    assert encoder._encoder.message_fields(tuple) is None
+    assert encoder._encoder_c.message_fields(Message) is None
+    assert encoder._encoder_c.message_fields(tuple) is None

@@ -5,7 +5,7 @@ import pytest
 
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
-from kafka2sidekiq.encoder_py import REASONS, EncoderOptions
+from kafka2sidekiq.encoder_types import REASONS, EncoderOptions
 
 TOPIC, PARTITION, OFFSET = "jobs", 3, 42
 KAFKA_TS = 1700000000123          # the Kafka message timestamp, ms
@@ -13,8 +13,8 @@ NOW = 1700000001000               # push time, ms
 JID = "0123456789abcdef01234567"
 
 ENCODERS = [encoder.select("python")]
-if encoder._encoder is not None:
-    ENCODERS.append(encoder._encoder)
+if encoder._encoder_c is not None:
+    ENCODERS.append(encoder._encoder_c)
 
 
 @pytest.fixture(params=ENCODERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

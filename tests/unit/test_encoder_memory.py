@@ -9,16 +9,16 @@ from kafka2sidekiq import encoder
 
 SCRIPT = r"""
 import psutil
-from kafka2sidekiq import _encoder
+from kafka2sidekiq import _encoder_c
 from kafka2sidekiq._proto.job_pb2 import Job
-from kafka2sidekiq.encoder_py import EncoderOptions
+from kafka2sidekiq.encoder_types import EncoderOptions
 
 good = Job(job_class="HardJob", queue="default", args_json='[1,"two",{"three":3.0}]',
            extra_json='{"tags":["a"]}').SerializeToString()
 later = Job(job_class="HardJob", at=9e9, args_json="[1e5]").SerializeToString()
 bad = Job(job_class="HardJob", args_json="[1,").SerializeToString()
 batch = [(good, 1700000000123, i % 8, i) for i in range(990)] + [(later, -1, 0, 1)] * 5 + [(bad, 0, 0, 2)] * 5
-enc = _encoder.Encoder(EncoderOptions())
+enc = _encoder_c.Encoder(EncoderOptions())
 proc = psutil.Process()
 rounds = 10_000_000 // len(batch)
 for i in range(rounds):
@@ -29,7 +29,7 @@ print(warm, proc.memory_info().rss)
 """
 
 
-@pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+@pytest.mark.skipif(encoder._encoder_c is None, reason="compiled encoder not built")
 @pytest.mark.timeout(600)
 def test_rss_flat_over_ten_million_encodes():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)

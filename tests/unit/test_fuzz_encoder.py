@@ -10,7 +10,7 @@ import pytest
 from kafka2sidekiq import encoder
 from conftest import REPO
 
-pytestmark = pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+pytestmark = pytest.mark.skipif(encoder._encoder_c is None, reason="compiled encoder not built")
 atheris = pytest.importorskip("atheris")
 
 TARGET = REPO / "fuzz" / "fuzz_encoder.py"

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from kafka2sidekiq.encoder_py import REASONS
+from kafka2sidekiq.encoder_types import REASONS
 from kafka2sidekiq.metrics import MAX_QUEUE_LABELS, OTHER_QUEUES, HostMetrics, WorkerStats, partition_lag
 
 

@@ -21,6 +21,6 @@ def test_committed_bindings_match_the_schema(tmp_path):
 
 
 def test_field_numbers_are_the_ones_the_encoders_read():
-    from kafka2sidekiq.encoder_py import _FIELDS
+    from kafka2sidekiq._encoder_py import _FIELDS
     numbers = {f.name: f.number for f in job_pb2.Job.DESCRIPTOR.fields}
     assert numbers == {name: number for number, (name, _) in _FIELDS.items()}

@@ -7,10 +7,10 @@ import pytest
 
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
-from kafka2sidekiq.encoder_py import EncoderOptions
+from kafka2sidekiq.encoder_types import EncoderOptions
 from conftest import SEED
 
-pytestmark = pytest.mark.skipif(encoder._encoder is None, reason="compiled encoder not built")
+pytestmark = pytest.mark.skipif(encoder._encoder_c is None, reason="compiled encoder not built")
 
 
 def test_resp_equals_hiredis_with_lists_spliced_in_place():
@@ -20,20 +20,20 @@ def test_resp_equals_hiredis_with_lists_spliced_in_place():
                 if rnd.random() < 0.7 else [rnd.randbytes(rnd.randrange(300)) for _ in range(rnd.randrange(4))]
                 for _ in range(rnd.randrange(1, 6))]
         flat = tuple(x for a in args for x in (a if isinstance(a, list) else [a]))
-        assert encoder._encoder.resp(args) == hiredis.pack_command(flat)
+        assert encoder._encoder_c.resp(args) == hiredis.pack_command(flat)
 
 
 @pytest.mark.parametrize("bad", [["LPUSH"], [b"LPUSH", 3], [b"LPUSH", [b"ok", "text"]]])
 def test_resp_refuses_anything_but_bytes(bad):
     with pytest.raises(TypeError, match="must be bytes"):
-        encoder._encoder.resp(bad)
+        encoder._encoder_c.resp(bad)
 
 
 def _payloads(values, options=EncoderOptions()):
     """The compiled encoder's Payloads for one queue, and the reference's list of them."""
     messages = [(v, 1700000000123, 0, i) for i, v in enumerate(values)]
-    compiled = encoder._encoder.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
-    reference = encoder.encoder_py.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
+    compiled = encoder._encoder_c.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
+    reference = encoder._encoder_py.Encoder(options, seed=7).encode_batch("t", messages, 1700000001000)
     return compiled.queues["default"], reference.queues["default"]
 
 
@@ -71,7 +71,7 @@ def test_lpush_of_payloads_equals_hiredis_whole_and_sliced():
     payloads, expected = _payloads(values)
     for part, flat in ((payloads, expected), (payloads[1000:2000], expected[1000:2000]),
                        (payloads[2000:2500], expected[2000:]), (payloads[1:1], [])):
-        assert encoder._encoder.resp([b"LPUSH", b"queue:default", part]) == \
+        assert encoder._encoder_c.resp([b"LPUSH", b"queue:default", part]) == \
             hiredis.pack_command((b"LPUSH", b"queue:default", *flat))
 
 
@@ -81,4 +81,4 @@ def test_payload_much_shorter_than_its_message(padding):
     make; a payload with fewer digits than that is moved up behind a shorter header."""
     payloads, expected = _payloads([_job("[1]", padding), _job("[2]"), _job("[3]", padding)])
     assert payloads == expected
-    assert encoder._encoder.resp([payloads]) == hiredis.pack_command(tuple(expected))
+    assert encoder._encoder_c.resp([payloads]) == hiredis.pack_command(tuple(expected))

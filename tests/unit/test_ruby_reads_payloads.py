@@ -9,7 +9,7 @@ import pytest
 
 from kafka2sidekiq import encoder
 from kafka2sidekiq._proto.job_pb2 import Job
-from kafka2sidekiq.encoder_py import EncoderOptions
+from kafka2sidekiq.encoder_types import EncoderOptions
 
 TRICKY_ARGS = [
     '["héllo wörld", "日本語", "emoji 😀 and 𝄞", "\\u00e9\\ud83d\\ude00"]',

@@ -1,6 +1,6 @@
 """Reference envelope encoder: Kafka job messages in, Sidekiq job JSON out.
 
-This module is the specification of record. The compiled encoder (``_encoder``) must
+This module is the specification of record. The compiled encoder (``_encoder_c``) must
 produce byte-identical output and the same rejections for every input; the differential
 tests hold it to that. Keep this one readable: speed lives in the other.
 

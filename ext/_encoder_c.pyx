@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled envelope encoder: the hot path's twin of kafka2sidekiq.encoder_py.
+"""Compiled envelope encoder: the hot path's twin of kafka2sidekiq._encoder_py.
 
 Same API, byte-identical output, same rejections (the differential tests hold it to
 that). Each payload is written once, straight from the message bytes into its queue's
@@ -23,7 +23,7 @@ from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 cdef extern from "<string.h>":
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 
-from .encoder_py import _top_level_keys, format_seconds_ms, int_max_chars
+from ._encoder_py import _top_level_keys, format_seconds_ms, int_max_chars
 from .encoder_types import MAX_TRACE_VALUE
 from .encoder_types import (MAX_ARGS_DEPTH, MAX_EPOCH_SECONDS, MAX_EXTRA_DEPTH, MAX_NAME_BYTES, REASONS,
                             WIRE_FORMATS, Batch, EncoderOptions)
@@ -99,7 +99,7 @@ cdef int WIRE_CONFLUENT = WIRE_FORMATS.index("confluent")
 
 cdef size_t NAME_MAX = MAX_NAME_BYTES
 if (K2S_ARGS_MAX_DEPTH, K2S_EXTRA_MAX_DEPTH) != (MAX_ARGS_DEPTH, MAX_EXTRA_DEPTH):
-    raise ImportError("ext/k2s_json.h and encoder_py disagree on the nesting limits")
+    raise ImportError("ext/k2s_json.h and _encoder_py disagree on the nesting limits")
 # k2s_json_object's verdicts -> reasons
 cdef int EXTRA_REASONS[7]
 EXTRA_REASONS[K2S_JSON_BAD] = R_BAD_EXTRA
@@ -733,7 +733,7 @@ cdef size_t TRACE_VALUE_MAX = MAX_TRACE_VALUE
 
 
 cdef inline bint trace_value_ok(bytes value, bint traceparent) noexcept:
-    """encoder_py.trace_members' test of one header value: at most MAX_TRACE_VALUE bytes
+    """_encoder_py.trace_members' test of one header value: at most MAX_TRACE_VALUE bytes
     of printable ASCII but '"' and '\\'; a traceparent in W3C form, version not ff, ids
     not all zeros."""
     cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(value)
@@ -765,7 +765,7 @@ cdef inline bint trace_value_ok(bytes value, bint traceparent) noexcept:
 
 
 cdef bytes trace_members_c(tuple names, tuple quoted, list headers, const uint8_t *extra, size_t extra_n):
-    """encoder_py.trace_members (the specification) for a job whose extra keys are the
+    """_encoder_py.trace_members (the specification) for a job whose extra keys are the
     members extra[0:extra_n], with the loop and the checks in C; ``quoted`` holds each
     name as b'"name"'."""
     cdef Py_ssize_t k, count = len(names)
