@@ -8,7 +8,7 @@ import json
 import time
 
 from .config import Settings
-from .encoder_types import MAX_ARGS_DEPTH, MAX_EXTRA_DEPTH
+from .encoder_types import MAX_ARGS_DEPTH, MAX_EXTRA_DEPTH, MAX_RETRY_FOR
 
 
 class InvalidJob(ValueError):
@@ -50,6 +50,12 @@ def why(reason: str, job: bytes, settings: Settings) -> str:
                               f"writes itself",
         "bad_at": f"--at {j.at} is not a time in epoch seconds (milliseconds?)",
         "bad_created_at": "created_at is not a time in epoch seconds",
+        "duplicate_extra_key": f"--extra sets {', '.join(sorted(_twice(j.extra_json)))} more than once",
+        "bad_tags": "--extra's tags must be an array (Sidekiq: \"Job tags must be an Array\")",
+        "bad_retry_for": f"--extra's retry_for must be a whole number of seconds, at most {MAX_RETRY_FOR:,}",
+        "bad_framing": "K2S_WIRE_FORMAT=confluent takes only Schema Registry framed messages, and this command "
+                       "sends a plain Job message",
+        "schema_not_allowed": "its Schema Registry schema id is not in K2S_SCHEMA_IDS",
     }.get(reason, reason)
 
 
@@ -82,6 +88,17 @@ def _reserved(text: str) -> set[str]:
         return RESERVED_KEYS & set(json.loads(text))
     except (ValueError, TypeError):
         return set(RESERVED_KEYS)
+
+
+def _twice(text: str) -> set[str]:
+    """The top-level keys of the JSON object ``text`` that appear more than once."""
+    objects: list[list] = []  # every object's pairs, innermost first: the top level comes last
+    try:
+        json.loads(text, object_pairs_hook=lambda pairs: objects.append(pairs) or dict(pairs))
+    except ValueError:
+        return set()
+    keys = [key for key, _ in objects[-1]] if objects else []
+    return {key for key in keys if keys.count(key) > 1}
 
 
 def _kind(value) -> str:
