@@ -219,10 +219,13 @@ def wait_split(hosts: list[Host], timeout: float = 60) -> None:
 
 
 def assignment_of(host: Host, partitions: set[int], after: float = 0.0) -> float | None:
-    """When the host's live coordinator logged an "assigned" line holding all of ``partitions``
-    (a cooperative increment), at or after wall-clock ``after``."""
+    """When the host's live coordinator first held all of ``partitions`` (they may come in
+    more than one cooperative increment): the "assigned" line, at or after wall-clock
+    ``after``, that completed them."""
+    held: set[int] = set()
     for when, kind, parts in host.events():
-        if kind == "assigned" and partitions <= parts and when >= after - 0.01:
+        held = held | parts if kind == "assigned" else held - parts
+        if kind == "assigned" and partitions <= held and when >= after - 0.01:
             return when
     return None
 
