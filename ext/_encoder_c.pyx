@@ -57,22 +57,35 @@ cdef extern from "k2s_wire.h":
         double at, created_at
         int has_at, has_created_at, retry_kind
         uint64_t retry_value
-    uint64_t K2S_GAMMA
+    ctypedef struct k2s_envelope:
+        const char *jid
+        uint64_t jid_state
+        const char *created
+        size_t created_len
+        int64_t partition, offset
+        const char *trace
+        size_t trace_len
+        const char *topic
+        size_t topic_len
+        int origin
+        const char *tail
+        size_t tail_len
+        int seeded
     int k2s_parse_job(const uint8_t *buf, size_t n, k2s_job *job)
     int k2s_unframe(const uint8_t **buf, size_t *n, uint32_t *schema_id)
     int k2s_constant_path(const uint8_t *s, size_t n)
     int k2s_queue_name(const uint8_t *s, size_t n)
     int k2s_jid_valid(const uint8_t *s, size_t n)
     void k2s_strip(const uint8_t **s, size_t *n)
-    uint64_t k2s_fnv1a64(const uint8_t *s, size_t n)
     size_t k2s_write_u64(char *out, uint64_t v)
     size_t k2s_decimal_width(uint64_t v)
     size_t k2s_write_i64(char *out, int64_t v)
     size_t k2s_write_ms_as_seconds(char *out, int64_t ms)
-    char *k2s_write_job(char *w, const k2s_job *job, const char *jid, uint64_t jid_state,
-                        const char *created,
-                        size_t created_len, const char *topic, size_t topic_len,
-                        int64_t partition, int64_t offset)
+    void k2s_pick_jid(k2s_envelope *env, const k2s_job *job, int from_origin, uint64_t *state)
+    size_t k2s_payload_bound(const k2s_envelope *env, size_t n, size_t fixed_room)
+    char *k2s_write_job(char *w, const k2s_job *job, const k2s_envelope *env)
+    char *k2s_write_frame(char *frame, size_t bound, const k2s_job *job, const k2s_envelope *env,
+                          size_t *payload_len)
 
 # Reason codes, by their place in encoder_types.REASONS (the one list of them).
 cdef int R_OK = -1
@@ -195,6 +208,14 @@ cdef int span_find(Spans *spans, dict offsets, int64_t partition, int64_t offset
     return 0
 
 
+cdef inline int span_mark(Spans *spans, dict offsets, int64_t partition, int64_t offset) except -1:
+    """``offset`` of ``partition`` is taken: its span ends there."""
+    if spans.current < 0 or spans.partition[spans.current] != partition:
+        span_find(spans, offsets, partition, offset)
+    spans.last[spans.current] = offset
+    return 0
+
+
 # --- confluent-kafka Messages, read in place
 
 cdef struct Fields:  # byte offsets of what the encoder reads in a confluent-kafka Message
@@ -272,8 +293,28 @@ def _only_place(bytes raw, number, int width):
 
 cdef struct Meta:  # of one Kafka message, beside its value
     bint error
-    bint headers  # it may have headers: read them with headers()
+    PyObject *headers  # borrowed; NULL: no headers, or no trace headers to look for
     int64_t timestamp_ms, partition, offset
+
+
+cdef inline object read_tuple(tuple item, Meta *meta, bint tracing):
+    """The value of a (value, timestamp_ms, partition, offset[, headers]) tuple; the rest in *meta."""
+    if PyTuple_GET_SIZE(item) == 5:
+        value, meta.timestamp_ms, meta.partition, meta.offset, headers = item
+        meta.headers = <PyObject *>headers if tracing and headers is not None else NULL
+    else:
+        value, meta.timestamp_ms, meta.partition, meta.offset = item
+        meta.headers = NULL
+    return value
+
+
+cdef inline const uint8_t *value_bytes(object value, size_t *n) noexcept:
+    """The bytes of a message's value (None: none), *n of them."""
+    if value is None:
+        n[0] = 0
+        return <const uint8_t *>b""
+    n[0] = <size_t>PyBytes_GET_SIZE(value)
+    return <const uint8_t *>PyBytes_AS_STRING(value)
 
 
 @cython.final
@@ -286,6 +327,7 @@ cdef class MessageReader:
     cdef bint in_place
     cdef Fields at
     cdef object get_error, get_value, get_timestamp, get_partition, get_offset
+    cdef object headers  # the last message's, while meta.headers borrows them
 
     def __init__(self, type kind):
         self.kind = kind
@@ -297,29 +339,46 @@ cdef class MessageReader:
             self.get_error, self.get_value, self.get_timestamp = kind.error, kind.value, kind.timestamp
             self.get_partition, self.get_offset = kind.partition, kind.offset
 
-    cdef object read(self, object item, Meta *meta):
-        """The message's value (None when it has none); the rest in *meta."""
+    cdef object read(self, object item, Meta *meta, bint tracing):
+        """The message's value (None when it has none); the rest in *meta, its headers
+        only when ``tracing``."""
+        if not self.in_place:
+            return self.call(item, meta, tracing)
         cdef char *base = <char *><PyObject *>item
-        cdef PyObject *field
-        if self.in_place:
-            field = (<PyObject **>(base + self.at.error))[0]
-            meta.error = field != NULL and field != <PyObject *>None
-            field = (<PyObject **>(base + self.at.headers))[0]
-            meta.headers = ((field != NULL and field != <PyObject *>None) or
-                            (self.at.c_headers >= 0 and (<void **>(base + self.at.c_headers))[0] != NULL))
-            meta.timestamp_ms = (<int64_t *>(base + self.at.timestamp))[0]
-            meta.partition = (<int32_t *>(base + self.at.partition))[0]
-            meta.offset = (<int64_t *>(base + self.at.offset))[0]
-            field = (<PyObject **>(base + self.at.value))[0]
-            return <object>field if field != NULL else None
+        cdef PyObject *field = (<PyObject **>(base + self.at.error))[0]
+        meta.error = field != NULL and field != <PyObject *>None
+        meta.timestamp_ms = (<int64_t *>(base + self.at.timestamp))[0]
+        meta.partition = (<int32_t *>(base + self.at.partition))[0]
+        meta.offset = (<int64_t *>(base + self.at.offset))[0]
+        meta.headers = NULL
+        field = (<PyObject **>(base + self.at.headers))[0]
+        if tracing and not meta.error and (
+                (field != NULL and field != <PyObject *>None) or
+                (self.at.c_headers >= 0 and (<void **>(base + self.at.c_headers))[0] != NULL)):
+            self.read_headers(item, meta)
+        field = (<PyObject **>(base + self.at.value))[0]
+        return <object>field if field != NULL else None
+
+    cdef object call(self, object item, Meta *meta, bint tracing):
+        """read() through the accessors."""
         meta.error = PyObject_CallOneArg(self.get_error, item) is not None
-        meta.headers = True
+        meta.headers = NULL
         if meta.error:
             return None
         meta.timestamp_ms = PyObject_CallOneArg(self.get_timestamp, item)[1]
         meta.partition = PyObject_CallOneArg(self.get_partition, item)
         meta.offset = PyObject_CallOneArg(self.get_offset, item)
-        return PyObject_CallOneArg(self.get_value, item)
+        value = PyObject_CallOneArg(self.get_value, item)
+        if tracing:
+            self.read_headers(item, meta)
+        return value
+
+    cdef int read_headers(self, object item, Meta *meta) except -1:
+        """The message's headers (None: it has none), kept while meta.headers borrows them."""
+        self.headers = item.headers()
+        if self.headers is not None:
+            meta.headers = <PyObject *>self.headers
+        return 0
 
 
 @cython.final
@@ -347,6 +406,17 @@ cdef class Payloads:
             if fresh == NULL:
                 raise MemoryError()
             self.buf, self.cap = fresh, cap
+        return 0
+
+    cdef inline int put(self, const k2s_job *job, const k2s_envelope *env, size_t bound,
+                        Py_ssize_t *size) except -1:
+        """An immediate job's payload (at most ``bound`` bytes), framed; its length added to *size."""
+        cdef size_t payload_n
+        if self.used + bound + 32 > self.cap:
+            self.reserve(bound + 32)
+        self.used = <size_t>(k2s_write_frame(self.buf + self.used, bound, job, env, &payload_n) - self.buf)
+        self.count += 1
+        size[0] += <Py_ssize_t>payload_n
         return 0
 
     cdef size_t frame_end(self, size_t at) noexcept:
@@ -415,6 +485,49 @@ cdef class Payloads:
 
 
 @cython.final
+cdef class Queues:
+    """A batch's {queue name: Payloads}, the last job's at hand (a batch's jobs mostly go
+    to one queue)."""
+
+    cdef dict by_name
+    cdef bytes last
+    cdef Payloads out
+
+    def __cinit__(self, dict by_name):
+        self.by_name = by_name
+
+    cdef inline int find(self, const k2s_job *job, Py_ssize_t left, size_t job_room) except -1:
+        """Make ``out`` the Payloads of job's queue; ``left`` jobs in the batch from this one
+        on, each about ``job_room`` bytes."""
+        if (self.last is None or <size_t>PyBytes_GET_SIZE(self.last) != job.queue_len
+                or memcmp(PyBytes_AS_STRING(self.last), job.queue, job.queue_len) != 0):
+            self.switch(job, left, job_room)
+        return 0
+
+    cdef int switch(self, const k2s_job *job, Py_ssize_t left, size_t job_room) except -1:
+        cdef size_t guess = 0
+        self.last = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
+        name = self.last.decode("ascii")
+        self.out = self.by_name.get(name)
+        if self.out is None:
+            if not self.by_name:  # the batch's first queue (mostly its only one): room for the
+                # rest of the batch at once, guessed from this job, at most 4 MiB; growing
+                # from 64 KiB by doubling copied ~450 KB per batch of 177 B jobs
+                guess = min(<size_t>left * (job_room + 192), PAYLOADS_GUESS_MAX)
+            self.out = self.by_name[name] = Payloads()
+            self.out.reserve(guess)
+        return 0
+
+
+cdef struct Times:  # created_at's text
+    int64_t now_ms
+    int64_t kafka_ms  # the Kafka timestamp whose text is in kafka
+    size_t kafka_n
+    char kafka[48]
+    char producer[64]
+
+
+@cython.final
 cdef class Encoder:
     """Turns batches of Kafka messages into Sidekiq payloads grouped by queue."""
 
@@ -429,6 +542,7 @@ cdef class Encoder:
     cdef int wire
     cdef object schema_allow
     cdef tuple trace_names, trace_quoted
+    cdef bint tracing  # there are trace headers to look for
 
     def __cinit__(self):
         self.buf = NULL
@@ -444,6 +558,7 @@ cdef class Encoder:
         self.schema_allow = options.schema_ids
         self.trace_names = tuple(options.trace_headers)
         self.trace_quoted = tuple(b'"%s"' % name.encode() for name in self.trace_names)
+        self.tracing = len(self.trace_names) != 0
         self.default_queue = options.default_queue.encode()
         self.class_allow = (None if options.class_allow is None
                             else frozenset(c.encode() for c in options.class_allow))
@@ -482,197 +597,123 @@ cdef class Encoder:
         """
         batch = Batch(end=start)
         cdef list items = messages if type(messages) is list else list(messages)
-        cdef dict queues = batch.queues, offsets = batch.offsets
+        cdef dict offsets = batch.offsets
         cdef list scheduled = batch.scheduled, rejects = batch.rejects, errors = batch.errors
-        cdef Py_ssize_t total = len(items), taken = 0, count = 0, size = 0, end = start
-        # [first, next) offsets per partition, kept in C until the end of the batch
-        cdef Spans spans
+        cdef Py_ssize_t index, total = len(items), taken = 0, count = 0, size = 0, end = start
+        cdef Spans spans  # [first, next) offsets per partition, kept in C until the batch ends
         spans.count, spans.current = 0, -1
         memset(spans.slot, 0, sizeof(spans.slot))
+        cdef Queues queues = Queues(batch.queues)
         cdef MessageReader reader = None
         cdef Meta meta
-        cdef bytes topic_b = topic.encode()
-        cdef const uint8_t *topic_p = <const uint8_t *>PyBytes_AS_STRING(topic_b)
-        cdef size_t topic_n = <size_t>PyBytes_GET_SIZE(topic_b)
-        cdef double now_s = <double>now_ms / 1000.0
-        cdef char stamp[48]
-        cdef size_t stamp_n
-        # The tail of every immediate job, the same for the whole batch.
-        if self.ms:
-            stamp_n = k2s_write_i64(stamp, now_ms)
-        else:
-            stamp_n = <size_t>(put_ms_as_seconds(stamp, now_ms) - stamp)
-        cdef bytes enqueued_tail = b',"enqueued_at":' + stamp[:stamp_n] + b'}'
-        cdef const char *tail_p = PyBytes_AS_STRING(enqueued_tail)
-        cdef size_t tail_n = <size_t>PyBytes_GET_SIZE(enqueued_tail)
-
-        cdef Py_ssize_t index
-        cdef bytes last_queue = None
-        cdef Payloads out = None
-        cdef char *frame
-        cdef char *body
-        cdef size_t header_n, body_n, bound
-        cdef const char *origin
-        cdef int64_t last_partition = -1
-        cdef uint64_t origin_seed = 0
         cdef k2s_job job
         cdef object value
-        cdef int64_t timestamp_ms, partition, offset
         cdef const uint8_t *data
-        cdef size_t n
+        cdef size_t n, bound
         cdef int reason
-        cdef char *w
-        cdef bint is_scheduled
-        cdef object headers
-        cdef bytes trace
-        cdef bint traced
-        cdef bytes payload
-        cdef str queue_s
-        cdef size_t guess
-        # Messages of one batch mostly share a Kafka timestamp: format it once.
-        cdef int64_t last_ts = -1
-        cdef char ts_text[48]
-        cdef size_t ts_n = 0
-        cdef uint64_t jid_state = 0
-        cdef char created_buf[64]
-        cdef const char *jid
-        cdef const char *created
-        cdef size_t created_n
+        cdef bytes trace  # the job's trace members, while env.trace points into them
+        cdef double now_s = <double>now_ms / 1000.0
+        cdef bytes topic_b = topic.encode()
+        cdef bytes tail = self.enqueued_tail(now_ms)
+        cdef k2s_envelope env
+        env.topic, env.topic_len = PyBytes_AS_STRING(topic_b), <size_t>PyBytes_GET_SIZE(topic_b)
+        env.tail, env.tail_len = PyBytes_AS_STRING(tail), <size_t>PyBytes_GET_SIZE(tail)
+        env.origin, env.seeded = self.add_origin, False
+        cdef Times times
+        times.now_ms = now_ms
+        self.format_kafka_time(&times, now_ms)  # the text of a message without a timestamp
 
         for index in range(start, total):
             item = items[index]
-            traced = False  # a message with headers, and trace headers to look for
             if type(item) is tuple:
-                if PyTuple_GET_SIZE(item) == 5:
-                    value, timestamp_ms, partition, offset, headers = item
-                    traced = headers is not None and len(self.trace_names) != 0
-                else:
-                    value, timestamp_ms, partition, offset = item
+                value = read_tuple(<tuple>item, &meta, self.tracing)
             else:
                 if reader is None or type(item) is not reader.kind:
                     reader = MessageReader(type(item))
-                value = reader.read(item, &meta)
+                value = reader.read(item, &meta, self.tracing)
                 if meta.error:
                     errors.append(index)
                     end = index + 1
                     continue
-                timestamp_ms, partition, offset = meta.timestamp_ms, meta.partition, meta.offset
-                if meta.headers and len(self.trace_names) != 0:
-                    headers = item.headers()
-                    traced = headers is not None
-            if value is None:
-                data, n = <const uint8_t *>b"", 0
-            else:
-                data = <const uint8_t *>PyBytes_AS_STRING(value)
-                n = <size_t>PyBytes_GET_SIZE(value)
+            data = value_bytes(value, &n)
             if max_bytes and count and taken + <Py_ssize_t>n > max_bytes:
                 break
-            taken += n
-            count += 1
-            end = index + 1
-            if spans.current < 0 or spans.partition[spans.current] != partition:
-                span_find(&spans, offsets, partition, offset)
-            spans.last[spans.current] = offset
+            taken, count, end = taken + <Py_ssize_t>n, count + 1, index + 1
+            span_mark(&spans, offsets, meta.partition, meta.offset)
             reason = self.check(data, n, &job)
             if reason != R_OK:
                 rejects.append((index, REASONS[reason]))
                 continue
-            is_scheduled = job.has_at and job.at > now_s
-            if traced:  # a message with headers
-                trace = trace_members_c(self.trace_names, self.trace_quoted,
-                                        headers if type(headers) is list else list(headers), job.extra, job.extra_len)
-                traced = PyBytes_GET_SIZE(trace) != 0
-
-            # the jid: the producer's, or derived from the origin, or the next random one
-            jid = NULL
-            if k2s_jid_valid(job.jid, job.jid_len):
-                jid = <const char *>job.jid
-            elif self.jid_origin:
-                if partition != last_partition:
-                    last_partition = partition
-                    key = f"{topic}/{partition}".encode()
-                    origin_seed = k2s_fnv1a64(<const uint8_t *>PyBytes_AS_STRING(key),
-                                              <size_t>PyBytes_GET_SIZE(key))
-                jid_state = origin_seed + 2 * <uint64_t>offset * K2S_GAMMA
+            env.partition, env.offset = meta.partition, meta.offset
+            env.trace_len = 0
+            if meta.headers != NULL:
+                trace = self.trace_members(<object>meta.headers, &job, &env)
+            k2s_pick_jid(&env, &job, self.jid_origin, &self.state)
+            self.format_created(&env, &times, &job, meta.timestamp_ms)
+            bound = k2s_payload_bound(&env, n, FIXED_ROOM)
+            if job.has_at and job.at > now_s:
+                self.put_scheduled(scheduled, &job, &env, bound, &size)
             else:
-                jid_state = self.state
-                self.state += 2 * K2S_GAMMA
-            # created_at: the producer's time, else the Kafka timestamp (formatted once)
-            if job.has_created_at:
-                created = created_buf
-                if self.ms:
-                    created_n = k2s_write_i64(created_buf, <int64_t>(job.created_at * 1000.0))
-                else:
-                    created_n = <size_t>(put_double(created_buf, job.created_at) - created_buf)
-            else:
-                if timestamp_ms < 0:
-                    timestamp_ms = now_ms
-                if timestamp_ms != last_ts:
-                    last_ts = timestamp_ms
-                    if self.ms:
-                        ts_n = k2s_write_i64(ts_text, timestamp_ms)
-                    else:
-                        ts_n = <size_t>(put_ms_as_seconds(ts_text, timestamp_ms) - ts_text)
-                created, created_n = ts_text, ts_n
-            origin = <const char *>topic_p if self.add_origin else NULL
-            bound = n + topic_n + FIXED_ROOM  # no payload is longer
-            if traced:
-                bound += <size_t>PyBytes_GET_SIZE(trace)
-
-            if is_scheduled:
-                self.grow(bound)
-                w = k2s_write_job(self.buf, &job, jid, jid_state, created, created_n,
-                                  origin, topic_n, partition, offset)
-                if traced:
-                    w = put_lit(w, trace)
-                w = put_lit(w, b'}')
-                payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
-                size += PyBytes_GET_SIZE(payload)
-                w = put_double(self.buf, job.at)
-                scheduled.append((PyBytes_FromStringAndSize(self.buf, w - self.buf), payload))
-                continue
-
-            if (last_queue is None or <size_t>PyBytes_GET_SIZE(last_queue) != job.queue_len
-                    or memcmp(PyBytes_AS_STRING(last_queue), job.queue, job.queue_len) != 0):
-                last_queue = PyBytes_FromStringAndSize(<const char *>job.queue, job.queue_len)
-                queue_s = last_queue.decode("ascii")
-                out = queues.get(queue_s)
-                if out is None:
-                    if not queues:  # the batch's first queue (mostly its only one): room for the
-                        # rest of the batch at once, guessed from this job, at most 4 MiB; growing
-                        # from 64 KiB by doubling copied ~450 KB per batch of 177 B jobs
-                        guess = min(<size_t>(total - index) * (n + topic_n + 192), PAYLOADS_GUESS_MAX)
-                    else:
-                        guess = 0
-                    out = queues[queue_s] = Payloads()
-                    out.reserve(guess)
-            # The frame: $<length>\r\n<payload>\r\n. The payload is written where a
-            # header as long as the bound's leaves it, and moved up if its own is shorter.
-            if out.used + bound + 32 > out.cap:
-                out.reserve(bound + 32)
-            frame = out.buf + out.used
-            header_n = k2s_decimal_width(bound)
-            body = frame + header_n + 3
-            w = k2s_write_job(body, &job, jid, jid_state, created, created_n,
-                              origin, topic_n, partition, offset)
-            if traced:
-                w = put_lit(w, trace)
-            w = put(w, tail_p, tail_n)
-            body_n = <size_t>(w - body)
-            size += body_n
-            if k2s_decimal_width(body_n) != header_n:
-                header_n = k2s_decimal_width(body_n)
-                memmove(frame + header_n + 3, body, body_n)
-                w = frame + header_n + 3 + body_n
-            frame[0] = b'$'
-            k2s_write_u64(frame + 1, body_n)
-            frame[header_n + 1], frame[header_n + 2] = b'\r', b'\n'
-            w[0], w[1] = b'\r', b'\n'
-            out.count += 1
-            out.used = <size_t>(w + 2 - out.buf)
+                queues.find(&job, total - index, n + env.topic_len)
+                queues.out.put(&job, &env, bound, &size)
         spans_flush(&spans, offsets)
         batch.size, batch.end = size, end
         return batch
+
+    cdef bytes enqueued_tail(self, int64_t now_ms):
+        """The end of every immediate job of a batch pushed at ``now_ms``."""
+        cdef char stamp[48]
+        cdef size_t n
+        if self.ms:
+            n = k2s_write_i64(stamp, now_ms)
+        else:
+            n = <size_t>(put_ms_as_seconds(stamp, now_ms) - stamp)
+        return b',"enqueued_at":' + stamp[:n] + b'}'
+
+    cdef bytes trace_members(self, object headers, const k2s_job *job, k2s_envelope *env):
+        """The trace members of a job whose message has ``headers``, into *env."""
+        trace = trace_members_c(self.trace_names, self.trace_quoted,
+                                headers if type(headers) is list else list(headers), job.extra, job.extra_len)
+        env.trace, env.trace_len = PyBytes_AS_STRING(trace), <size_t>PyBytes_GET_SIZE(trace)
+        return trace
+
+    cdef inline int format_created(self, k2s_envelope *env, Times *times, const k2s_job *job,
+                                  int64_t timestamp_ms) except -1:
+        """created_at: the producer's time, else the Kafka timestamp (formatted once while it repeats)."""
+        if job.has_created_at:
+            env.created = times.producer
+            if self.ms:
+                env.created_len = k2s_write_i64(times.producer, <int64_t>(job.created_at * 1000.0))
+            else:
+                env.created_len = <size_t>(put_double(times.producer, job.created_at) - times.producer)
+            return 0
+        if timestamp_ms < 0:
+            timestamp_ms = times.now_ms
+        if timestamp_ms != times.kafka_ms:
+            self.format_kafka_time(times, timestamp_ms)
+        env.created, env.created_len = times.kafka, times.kafka_n
+        return 0
+
+    cdef int format_kafka_time(self, Times *times, int64_t timestamp_ms) except -1:
+        """The text of a Kafka timestamp, kept in *times while the next messages have it too."""
+        times.kafka_ms = timestamp_ms
+        if self.ms:
+            times.kafka_n = k2s_write_i64(times.kafka, timestamp_ms)
+        else:
+            times.kafka_n = <size_t>(put_ms_as_seconds(times.kafka, timestamp_ms) - times.kafka)
+        return 0
+
+    cdef int put_scheduled(self, list scheduled, const k2s_job *job, const k2s_envelope *env, size_t bound,
+                           Py_ssize_t *size) except -1:
+        """A job for the schedule set: (its score, its payload) into ``scheduled``; the
+        payload's length added to *size."""
+        self.grow(bound)
+        cdef char *w = put_lit(k2s_write_job(self.buf, job, env), b'}')
+        payload = PyBytes_FromStringAndSize(self.buf, w - self.buf)
+        size[0] += PyBytes_GET_SIZE(payload)
+        w = put_double(self.buf, job.at)
+        scheduled.append((PyBytes_FromStringAndSize(self.buf, w - self.buf), payload))
+        return 0
 
     cdef int check(self, const uint8_t *data, size_t n, k2s_job *job) except -2:
         """Parse and validate one message: R_OK, or the reason to reject it. On R_OK,

@@ -317,6 +317,25 @@ def test_milliseconds_format_like_python_repr(ms):
             b'"created_at":%s,"enqueued_at":%s}' % (repr(ms / 1000).encode(), repr(ms / 1000).encode()))
 
 
+def test_origin_jids_for_every_partition_number():
+    """jid=origin derives a job's jid from topic/partition/offset whatever the partition,
+    the batch's first one too: -1 (librdkafka's "unassigned") and the int64 extremes."""
+    job = field_len(1, b"A")
+    partitions = [-1, -1, 0, -1, 2 ** 63 - 1, -(2 ** 63), 7, 7]
+    batch = [(job, 1700000000123, p, 40 + i) for i, p in enumerate(partitions)]
+    assert_same(_encoder_py.EncoderOptions(jid="origin", add_origin=True), batch, 7, 1700000001000)
+
+
+@pytest.mark.parametrize("timestamps", ["float", "ms"])
+def test_messages_without_a_timestamp_before_1970(timestamps):
+    """A message without a Kafka timestamp (-1) takes the push time as created_at, even a
+    push time of -1 ms (the text of the first such message once came out empty)."""
+    job = field_len(1, b"A")
+    batch = [(job, -1, 0, 0), (job, -1, 0, 1), (job, 5, 0, 2), (job, -1, 0, 3)]
+    for now in (-1, -1001, 0):
+        assert_same(_encoder_py.EncoderOptions(timestamps=timestamps), batch, 7, now)
+
+
 # --- bulk: the same kinds of input from a plain seeded Random, 1,000 messages a batch
 
 NAMES = ["HardJob", "A::B", "Billing::ChargeJob", "", "hard", "A::", "A b", "Ä", "A" * 256,
