@@ -230,9 +230,11 @@ class EndOffsets:
 
     def poll(self, partitions: set[int], now: float) -> Watermarks | None:
         answer = self._poll(partitions, now)
-        if answer is not None and answer.error:
+        if answer is None:
+            return None
+        if answer.error:
             self.admin = self.new_admin()
-        if answer is not None and answer.error != self.failing:
+        if answer.error != self.failing:
             if answer.error:
                 log.warning("the broker did not tell the end offsets: %s", answer.error)
             else:
