@@ -314,3 +314,8 @@ def user_env(**extra: str) -> dict:
     """A user's shell: none of this work tree's K2S_ settings or Python import paths."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("K2S_", "PYTHON"))}
     return {**env, **extra}
+
+
+def watches(commands: list[bytes]) -> bool:
+    """Whether a round trip of the sink's (RESP commands) leaves a WATCH standing."""
+    return any(b"$5\r\nWATCH\r\n" in command[:24] for command in commands)

@@ -1,18 +1,26 @@
 """Redis side: one transaction per batch pushes the jobs and moves the ledger.
 
 The ledger is one string key per partition, ``{namespace:}k2s:ledger:<group>:<topic>:<partition>``,
-holding the next offset to read. Per batch, on one connection, in two round trips:
+holding the next offset to read. Per batch, on one connection, in one round trip:
 
-1. ``WATCH`` the ledger keys of the partitions in the batch (only those) and ``MGET``
-   them: fencing. For each partition in the batch, [first, next) offsets, the ledger must
-   say at most ``first`` (absent counts as 0); if any says more, nothing is written and
-   push() returns the ledger's values;
+1. the fence: the ledger keys of the worker's partitions are WATCHed and read (``MGET``)
+   at the end of the previous batch's round trip, so they are under watch from that read
+   on. For each partition in the batch, [first, next) offsets, the ledger must say at
+   most ``first`` (absent counts as 0); if any says more, nothing is written and push()
+   returns the ledger's values. The first batch, one after a new assignment or a fault
+   (a new connection has no watch), and a batch with a partition not watched, take a
+   round trip of their own for it: ``UNWATCH``, ``WATCH``, ``MGET``;
 2. ``MULTI``; ``SADD queues``; one ``LPUSH queue:<q>`` per queue (at most 1000 jobs
    each, in order, so BRPOP hands them out in produce order); ``ZADD schedule`` (at
-   most 100 each); ``MSET`` each partition's ledger key to its ``next``; ``EXEC``. EXEC
-   applies all of it or, if anyone moved one of those ledger keys since WATCH, none of it
-   (counted in ``conflicts``). Workers writing disjoint partitions watch disjoint keys, so
-   they never abort each other.
+   most 100 each); ``MSET`` each partition's ledger key to its ``next``; ``EXEC``; then
+   the next batch's ``WATCH`` and ``MGET``. EXEC applies all of it or, if anyone moved
+   one of the watched ledger keys since they were read, none of it (counted in
+   ``conflicts``; the read after it is the retry's fence). Workers writing disjoint
+   partitions watch disjoint keys, so they never abort each other.
+
+A watch lives on its connection: the transaction that relies on one is sent without
+redis-py's idle health check (which may reconnect in place), and any fault drops the
+connection and the watch with it.
 
 Redis does not roll back a transaction whose command fails at run time, so the type of
 every key is checked, once per key, before it is first written. An ``OOM`` reply while
@@ -27,8 +35,8 @@ a value. From then on reads and fences use only the per-partition keys. Workers 
 released version fence on the hash only: do not run both against one ledger.
 
 Why not a Lua script doing the same in one call: measured, Redis spent about 1 us more
-per job copying each payload into Lua and back; the extra round trip of WATCH costs
-microseconds per batch of a thousand (and the bridge's ACL user needs no ``@scripting``).
+per job copying each payload into Lua and back (and the bridge's ACL user needs no
+``@scripting``).
 Why not redis-py's pipeline: packing a thousand
 payloads through it cost ~0.6 us of worker CPU per job (a Python generator per argument,
 then hiredis), more than the encoder; the compiled ``resp`` writes each command in one
@@ -99,10 +107,18 @@ class Sink:
             self.ledger_key, self.queues_key, self.schedule_key))
         self._types = {self._hash: "hash", self._queues: "set", self._schedule: "zset"}  # else a list
         self._connection = None  # the pool's connection this sink keeps for its transactions
+        self._following: list[int] = []  # the partitions the worker reads: watched after each batch
+        self._watched: dict[int, bytes | None] | None = None  # read under the watch standing on _connection
 
     @staticmethod
     def ledger_name(group: str, topic: str) -> str:
         return f"k2s:ledger:{group}:{topic}"
+
+    def follow(self, partitions: list[int]) -> None:
+        """The worker reads ``partitions`` from now on: after each batch, their ledger keys
+        are watched for the next one. The watch standing on the old ones is let go."""
+        self._following = sorted(partitions)
+        self._watched = None
 
     def ledger_key_of(self, partition: int) -> str:
         """The key holding ``partition``'s next offset to read."""
@@ -121,10 +137,11 @@ class Sink:
             watch = False  # the common case, nothing left to migrate: one round trip, no WATCH
             for _ in range(WATCH_ATTEMPTS):
                 unknown = self._unchecked(keys + [self._hash])
-                commands = [resp([b"WATCH", self._hash, keys])] if watch else []
+                self._watched = None
+                commands = [UNWATCH, resp([b"WATCH", self._hash, keys])] if watch else [UNWATCH]
                 commands += [*(resp([b"TYPE", key]) for key in unknown),
                              resp([b"HMGET", self._hash, fields]), resp([b"MGET", keys])]
-                replies = self._round_trip(commands, raise_error=False)[1 if watch else 0:]
+                replies = self._round_trip(commands, raise_error=False)[2 if watch else 1:]
                 self._check_types(unknown, replies[:len(unknown)])  # first: it says why HMGET failed
                 for reply in replies:
                     if isinstance(reply, redis.ResponseError):
@@ -196,21 +213,26 @@ class Sink:
         lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
         keys = [self._key_of(r.partition) for r in ranges]
         unknown = self._unchecked([*keys, self._queues, self._schedule, *lists])
-        fence = [resp([b"WATCH", keys])] if keys else []
-        fence += [resp([b"TYPE", key]) for key in unknown]
-        if keys:
-            fence.append(resp([b"MGET", keys]))
-        read = {}
-        if fence:  # (nothing to fence nor to check: straight to the transaction)
-            replies = self._round_trip(fence)
-            self._check_types(unknown, replies[1 if keys else 0:][:len(unknown)])
+        watched, self._watched = self._watched, None  # a watch is spent by the EXEC that relies on it
+        if watched is not None and not (self._connection is not None and self._connection.is_connected):
+            watched = None  # (the connection went, and its watch with it)
+        values = None
+        if watched is not None and not unknown and all(r.partition in watched for r in ranges):
+            values = [watched[r.partition] for r in ranges]  # read after the last EXEC, watched since
+        elif keys or unknown:  # (nothing to fence nor to check: straight to the transaction)
+            fence = [UNWATCH, *([resp([b"WATCH", keys])] if keys else []), *(resp([b"TYPE", k]) for k in unknown)]
             if keys:
-                read = {r.partition: v for r, v in zip(ranges, replies[-1])}
-                stale = {r.partition: int(v) for r, v in zip(ranges, replies[-1])
-                         if v is not None and int(v) > r.first}
-                if stale:
-                    self._round_trip([UNWATCH])
-                    return stale, read
+                fence.append(resp([b"MGET", keys]))
+            replies = self._round_trip(fence)
+            self._check_types(unknown, replies[2 if keys else 1:][:len(unknown)])
+            values = replies[-1] if keys else None
+        read = {}
+        if keys:
+            read = {r.partition: v for r, v in zip(ranges, values)}
+            stale = {r.partition: int(v) for r, v in zip(ranges, values) if v is not None and int(v) > r.first}
+            if stale:
+                self._round_trip([UNWATCH])
+                return stale, read
 
         commands = [MULTI]
         if batch.queues:
@@ -224,23 +246,32 @@ class Sink:
         if keys:
             commands.append(resp([b"MSET", [x for key, r in zip(keys, ranges) for x in (key, b"%d" % r.next)]]))
         commands.append(EXEC)
-        applied = self._round_trip(commands)[-1]
+        following = self._following or [r.partition for r in ranges]
+        if keys:  # the next batch's fence, read and watched from here on
+            watch = [self._key_of(p) for p in following]
+            commands += [resp([b"WATCH", watch]), resp([b"MGET", watch])]
+        replies = self._round_trip(commands, check_health=False)
+        if keys:
+            self._watched = dict(zip(following, replies[-1]))
+            replies = replies[:-2]
+        applied = replies[-1]
         if applied is None:
             self.conflicts += 1
-            return None, read  # a ledger key moved since WATCH: read again, fence again
+            return None, read  # a ledger key moved since it was read: fence again
         for reply in applied:
             if isinstance(reply, redis.ResponseError):
                 raise reply
         return {}, read
 
-    def _round_trip(self, commands: list[bytes], raise_error: bool = True) -> list:
+    def _round_trip(self, commands: list[bytes], raise_error: bool = True, check_health: bool = True) -> list:
         """Send ``commands`` in one write and read a reply to each; the first error
         reply is raised once all are read, so the connection stays in step (or, with
-        ``raise_error`` false, returned in its place)."""
+        ``raise_error`` false, returned in its place). ``check_health`` false: not
+        redis-py's idle check, which may reconnect, losing a watch the commands rely on."""
         if self._connection is None:
             self._connection = self.client.connection_pool.get_connection()
         conn = self._connection
-        conn.send_packed_command(commands)
+        conn.send_packed_command(commands, check_health=check_health)
         replies, error = [], None
         for _ in commands:
             try:
@@ -253,6 +284,7 @@ class Sink:
         return replies
 
     def _drop(self) -> None:
+        self._watched = None
         if self._connection is not None:
             self._connection.disconnect()
 

@@ -2,8 +2,9 @@
 
 The hot loop, per batch: take what has arrived, up to batch_size messages (waiting up
 to batch_wait_ms only when nothing has) -> encode them -> send the rejected ones to the dead-letter topic and
-wait until Kafka has them -> one Redis script call pushes the jobs and moves the offset
-ledger, fenced -> report the offsets. Nothing is skipped on a fault: a failed Redis push
+wait until Kafka has them -> one Redis transaction pushes the jobs and moves the offset
+ledger, fenced (one round trip: the fence was read and watched at the end of the
+previous one) -> report the offsets. Nothing is skipped on a fault: a failed Redis push
 or dead-letter send is retried with capped back-off until it succeeds or the worker is
 told to stop, so offsets only ever move past messages that are safe.
 
@@ -176,6 +177,7 @@ class Worker:
             for p in set(self.position) - set(partitions):
                 self.performed.drop(p)
         self.position = {p: self.position[p] for p in partitions}
+        self.sink.follow(partitions)
         self.source.assign({p: o if o > 0 else -2 for p, o in self.position.items()})
         if self._held:
             self.source.pause()

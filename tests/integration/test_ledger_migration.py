@@ -7,6 +7,7 @@ import threading
 import pytest
 import redis
 
+from helpers import watches
 from kafka2sidekiq.encoder_types import Batch
 from kafka2sidekiq.sink import Range, Sink
 from kafka2sidekiq.worker import start_offsets
@@ -96,7 +97,7 @@ def test_two_migrations_interleaved_agree(redis_url):
 
         def round_trip(commands, **kw):  # b migrates all of it while a's WATCH is open
             replies = real(commands, **kw)
-            if b"WATCH" in commands[0][:24] and not results:
+            if watches(commands) and not results:
                 results.append(b.ledger([0, 1, 2, 3, 5, 6]))
             return replies
 

@@ -1,12 +1,16 @@
 """The sink against a real Redis: all or nothing, fenced by the ledger (one key per
 partition, so writers of disjoint partitions never abort each other)."""
 
+import time
+
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from helpers import RedisServer
+from helpers import RedisServer, watches
 from kafka2sidekiq.encoder_types import Batch
-from kafka2sidekiq.sink import WATCH_ATTEMPTS, Range, RedisUnavailable, Sink
+from kafka2sidekiq.sink import WATCH_ATTEMPTS, Range, RedisUnavailable, Sink, resp
 
 LEDGER = "k2s:ledger:g:t"
 
@@ -67,13 +71,15 @@ def test_namespaced_ledger_keys_and_a_batch_without_ranges(redis_client):
 
 
 def between_round_trips(sink: Sink, action, times: int = 1 << 30) -> list:
-    """Run ``action()`` right after each of ``sink``'s WATCH round trips, before its
-    MULTI/EXEC (at most ``times`` times): another client writing while the WATCH is open."""
+    """Run ``action()`` right after each of ``sink``'s round trips that leave a WATCH
+    standing (the fence's own, and each transaction's, which watches for the next batch),
+    before the MULTI/EXEC relying on it (at most ``times`` times): another client writing
+    while the WATCH is open."""
     calls, real = [], sink._round_trip
 
     def round_trip(commands, **kw):
         replies = real(commands, **kw)
-        if b"WATCH" in commands[0][:24] and len(calls) < times:
+        if watches(commands) and len(calls) < times:
             calls.append(action())
         return replies
 
@@ -93,7 +99,7 @@ def test_disjoint_partitions_never_abort_each_other(redis_url):
             first = next(b_next)
             return b.push(batch_of(100, "b"), [Range(p, first, first + 100) for p in (1, 3, 5, 7)])
 
-        calls = between_round_trips(a, b_pushes)
+        calls = between_round_trips(a, b_pushes, times=5)
         for first in range(0, 500, 100):
             assert a.push(batch_of(100, "a"), [Range(p, first, first + 100) for p in (0, 2, 4, 6)]) == {}
         assert calls == [{}] * 5  # b pushed inside each of a's five transactions, once each
@@ -155,3 +161,56 @@ def test_oom_applies_nothing_and_is_retryable(tmp_path):
     finally:
         client.close()
         server.stop()
+
+
+def test_one_round_trip_a_batch_once_the_fence_is_watched(redis_client):
+    sink = Sink(redis_client, ledger=LEDGER)
+    sink.follow([0, 1])
+    trips, real = [], sink._round_trip
+    sink._round_trip = lambda commands, **kw: trips.append(commands) or real(commands, **kw)
+    for first in range(0, 1000, 100):
+        assert sink.push(batch_of(100), [Range(0, first, first + 100), Range(1, first, first + 50)]) == {}
+    assert len(trips) == 11  # the first batch's fence, then one transaction each
+    assert redis_client.llen("queue:default") == 1000 and redis_client.mget(f"{LEDGER}:0", f"{LEDGER}:1") == [
+        b"1000", b"950"]
+    assert sink.conflicts == 0
+
+
+def test_a_write_to_the_ledger_between_two_batches_is_fenced(redis_url):
+    """The fence of a batch is read at the end of the previous one's round trip: another
+    writer (a zombie) moving the ledger between the two batches aborts the second, and the
+    read after the abort shows the ledger ahead: nothing of it goes in."""
+    a_client, zombie = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
+    try:
+        a = Sink(a_client, ledger=LEDGER)
+        a.follow([0])
+        assert a.push(batch_of(10, "a"), [Range(0, 0, 10)]) == {}
+        zombie.set(f"{LEDGER}:0", 15)
+        assert a.push(batch_of(10, "a"), [Range(0, 10, 20)]) == {0: 15}
+        assert a.conflicts == 1 and a_client.llen("queue:a") == 10 and zombie.get(f"{LEDGER}:0") == b"15"
+    finally:
+        a_client.close()
+        zombie.close()
+
+
+def test_a_new_connection_has_no_watch_and_fences_again(redis_url):
+    """The connection dropped between two batches (Redis restarted, a proxy closed it):
+    the watch went with it, so the next batch must not trust what was read before, even
+    when redis-py's idle health check would have reconnected in place (a client that
+    retries: the check's failed PING is followed by a new connection)."""
+    a_client = redis.Redis.from_url(redis_url, health_check_interval=1, retry=Retry(NoBackoff(), 3))
+    other = redis.Redis.from_url(redis_url)
+    try:
+        a = Sink(a_client, ledger=LEDGER)
+        a.follow([0])
+        assert a.push(batch_of(10, "a"), [Range(0, 0, 10)]) == {}
+        other.client_kill_filter(_id=a._round_trip([resp([b"CLIENT", b"ID"])])[0])
+        time.sleep(1.1)  # idle past the health check's interval
+        other.set(f"{LEDGER}:0", 15)
+        with pytest.raises(RedisUnavailable):  # the transaction met the closed connection
+            a.push(batch_of(10, "a"), [Range(0, 10, 20)])
+        assert a.push(batch_of(10, "a"), [Range(0, 10, 20)]) == {0: 15}  # fenced on the new connection
+        assert a_client.llen("queue:a") == 10
+    finally:
+        a_client.close()
+        other.close()

@@ -86,6 +86,9 @@ class FakeSink:
     def ledger(self, partitions):
         return {p: self.ledger_of.get(p, 0) for p in partitions}
 
+    def follow(self, partitions):
+        self.following = partitions
+
     def push(self, batch, ranges):
         if self.failures:
             self.failures -= 1
