@@ -80,6 +80,7 @@ class Contender:
     name: str
     argv: list[str]
     env: dict = field(default_factory=lambda: dict(os.environ))
+    jobs: int = 0  # drain this many instead of the run's (0: the run's)
 
 
 def ours(bootstrap: str, topic: str, url: str, workers: int, batch_size: int = 1000,
@@ -112,7 +113,7 @@ def push_bulk(url: str, jobs: int, batch_size: int = 1000) -> Contender:
 
     job = Job.FromString(small_job())
     return Contender("push_bulk", ["ruby", str(REPO / "bench" / "push_bulk.rb"), url, str(jobs), str(batch_size),
-                                   job.job_class, job.args_json, job.extra_json])
+                                   job.job_class, job.args_json, job.extra_json], jobs=jobs)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Drain:
     rss_max: list[int]          # the largest RSS seen of each of its processes, largest first
     redis_peak: int             # largest used_memory seen
     redis_exec_ms: float | None = None  # mean EXEC time: how long each transaction held Redis
+    redis_cpu_seconds: float = 0.0  # Redis's own (INFO cpu), first job to last: the other half of the cost
 
     @property
     def jobs_per_second(self) -> float:
@@ -135,6 +137,7 @@ class Drain:
     def as_dict(self) -> dict:
         return {"jobs_per_second": round(self.jobs_per_second), "seconds": round(self.seconds, 3),
                 "cpu_seconds_per_million": round(self.cpu_seconds_per_million, 2),
+                "redis_cpu_seconds_per_million": round(self.redis_cpu_seconds / self.jobs * 1e6, 2),
                 "rss_max_mib": [round(v / 2**20, 1) for v in self.rss_max],
                 "redis_peak_mib": round(self.redis_peak / 2**20, 1), "redis_exec_ms": self.redis_exec_ms}
 
@@ -165,11 +168,18 @@ def _cpu(procs: list[psutil.Process]) -> float:
     return total
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds (user + system) the Redis server has used, by its own count."""
+    cpu = client.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
 def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float = 300,
           key: str = "queue:default") -> Drain:
     """Start the contender, wait for ``jobs`` in ``key``, stop it. Timed and costed from
     the first job in Redis to the last, so start-up and the first fetch are left out."""
     log = tempfile.TemporaryFile()  # a pipe nobody reads would block a chatty contender
+    jobs = contender.jobs or jobs
     client.config_resetstat()  # command stats from zero: EXEC time is this contender's
     proc = subprocess.Popen(contender.argv, env=contender.env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     root = psutil.Process(proc.pid)
@@ -183,13 +193,13 @@ def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float =
             n = client.llen(key)
             now = time.perf_counter()
             if n and first is None:
-                first, cpu_first = now, _cpu(_tree(root))
+                first, cpu_first, redis_first = now, _cpu(_tree(root)), redis_cpu(client)
             if n >= jobs:
                 procs = _tree(root)
-                cpu = _cpu(procs) - cpu_first
+                cpu, in_redis = _cpu(procs) - cpu_first, redis_cpu(client) - redis_first
                 execs = client.info("commandstats").get("cmdstat_exec")
                 exec_ms = round(execs["usec_per_call"] / 1000, 3) if execs else None
-                return Drain(jobs, now - first, cpu, sorted(rss.values(), reverse=True), peak, exec_ms)
+                return Drain(jobs, now - first, cpu, sorted(rss.values(), reverse=True), peak, exec_ms, in_redis)
             if proc.poll() is not None:
                 log.seek(0)
                 raise RuntimeError(f"{contender.name} exited with {proc.returncode}: "

@@ -7,8 +7,8 @@ same Kafka, same Redis, interleaved runs.
    1, 2 and N workers (the real supervisor), and at each of those process counts the
    straightforward Python bridge, the Python raw copy and the strict ceiling (the
    project's compiled reader and RESP writer, nothing else); Sidekiq's push_bulk in Ruby;
-   with the cost of each: CPU seconds per million jobs, largest RSS per process, Redis
-   peak memory. Every Kafka contender reads with the bridge's own librdkafka tuning;
+   with the cost of each: CPU seconds per million jobs (the contender's, and Redis's own),
+   largest RSS per process, Redis peak memory. Every Kafka contender reads with the bridge's own librdkafka tuning;
 2. sweep: the same against K2S_BATCH_SIZE (baselines at the same batch size) and
    K2S_BATCH_WAIT_MS, to show where the shipped defaults sit;
 3. latency: produce -> in Redis against Kafka's own floor (produce -> consumed, same
@@ -38,9 +38,14 @@ from tqdm import tqdm
 from . import common, e2e, latency, profile
 
 DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
-FULL = {"jobs": 400_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
+# A drain is timed from the first job in Redis to the last: at ~1 M jobs/s, 400,000 jobs
+# took 0.4 s, and the start (a worker taking its partitions a little after the other)
+# weighed in the figures. Sidekiq's push_bulk keeps its pace from the first job, and at
+# ~50 k/s 2 M jobs would take 40 s a run: it pushes PUSH_BULK_JOBS.
+PUSH_BULK_JOBS = 400_000
+FULL = {"jobs": 2_000_000, "sweep_jobs": 1_000_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
         "latency": {"seconds": 6.0, "rounds": 2, "idle_rounds": 3}}
-QUICK = {"jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100],
+QUICK = {"jobs": 200_000, "sweep_jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100],
          "latency": {"seconds": 3.0, "rounds": 1, "idle_rounds": 1}}
 CPU_TARGET_US = 0.5  # bridge CPU per job
 
@@ -56,6 +61,7 @@ def main(argv=None) -> dict:
     plan["jobs"] = args.jobs or plan["jobs"]
     plan["runs"] = args.runs or plan["runs"]
     jobs, n = plan["jobs"], args.workers_max
+    sweep_jobs = min(jobs, plan["sweep_jobs"])
     counts = sorted({1, 2, n})
 
     bootstrap, redis_url = e2e.services()
@@ -72,7 +78,7 @@ def main(argv=None) -> dict:
                 *(e2e.python_bridge(bootstrap, topic, url, w, size) for w in counts),
                 *(e2e.raw_copy(bootstrap, topic, url, w, size) for w in counts),
                 *(e2e.ceiling(bootstrap, topic, url, w, size) for w in counts),
-                e2e.push_bulk(url, jobs, size)]
+                e2e.push_bulk(url, min(jobs, PUSH_BULK_JOBS), size)]
 
     best = f"ours-{n}"
     swept = (best, f"python-{n}", f"ceiling-{n}", "push_bulk")
@@ -81,11 +87,11 @@ def main(argv=None) -> dict:
     total = plan["runs"] * (len(contenders()) + len(plan["sizes"]) * len(swept) + len(plan["waits"])) + passes + 1
     bar = tqdm(total=total, unit="run", dynamic_ncols=True)
 
-    def measure(contender: e2e.Contender) -> e2e.Drain:
+    def measure(contender: e2e.Contender, count: int = jobs) -> e2e.Drain:
         bar.set_description(contender.name)
         client.flushdb()
         try:
-            return e2e.drain(contender, client, jobs)
+            return e2e.drain(contender, client, min(count, contender.jobs or count))
         finally:
             client.flushdb()
             bar.update()
@@ -116,13 +122,13 @@ def main(argv=None) -> dict:
             for contender in contenders(size):
                 if contender.name not in swept:
                     continue
-                d = measure(contender)
+                d = measure(contender, sweep_jobs)
                 sized.setdefault(contender.name, {}).setdefault(size, []).append(d.jobs_per_second)
                 if contender.name == best and d.redis_exec_ms is not None:
                     held.setdefault(size, []).append(d.redis_exec_ms)
         for wait in plan["waits"]:
             waited.setdefault(wait, []).append(
-                measure(e2e.ours(bootstrap, topic, url, n, DEFAULT_BATCH_SIZE, wait)).jobs_per_second)
+                measure(e2e.ours(bootstrap, topic, url, n, DEFAULT_BATCH_SIZE, wait), sweep_jobs).jobs_per_second)
     by_size = {name: {size: round(statistics.median(v)) for size, v in sizes.items()} for name, sizes in sized.items()}
     by_wait = {wait: round(statistics.median(v)) for wait, v in waited.items()}
     exec_ms = {size: round(statistics.median(v), 2) for size, v in held.items()}
@@ -181,6 +187,7 @@ def summary(samples: list[dict]) -> dict:
     return {"jobs_per_second_median": round(med("jobs_per_second")),
             "jobs_per_second_runs": [s["jobs_per_second"] for s in samples],
             "cpu_seconds_per_million_median": med("cpu_seconds_per_million"),
+            "redis_cpu_seconds_per_million_median": med("redis_cpu_seconds_per_million"),
             "redis_peak_mib_median": med("redis_peak_mib"),
             "rss_max_mib": rss}
 
@@ -193,10 +200,12 @@ def paired(ours: list[dict], theirs: list[dict]) -> dict:
 
 def report(r: dict) -> str:
     lines = [f"\n{r['jobs']:,} jobs of {r['job_bytes']} B, median of {r['runs']} run(s)",
-             f"{'contender':14} {'jobs/s':>10} {'CPU s/M':>8} {'Redis MiB':>9}  RSS MiB of each process"]
+             f"{'contender':14} {'jobs/s':>10} {'CPU s/M':>8} {'Redis CPU':>9} {'Redis MiB':>9}  "
+             f"RSS MiB of each process"]
     for name, t in r["throughput"].items():
         rss = " ".join(map(str, t["rss_max_mib"]))
         lines.append(f"{name:14} {t['jobs_per_second_median']:>10,} {t['cpu_seconds_per_million_median']:>8} "
+                     f"{t.get('redis_cpu_seconds_per_million_median', '?'):>9} "
                      f"{t['redis_peak_mib_median']:>9}  {rss}")
     for key, v in r["ratios"].items():
         lines.append(f"{key}: {v['median']} (per run {', '.join(map(str, v['per_run']))})")
