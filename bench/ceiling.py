@@ -4,9 +4,10 @@ round trip per batch, in PROCESSES forked processes that split the partitions, e
 reading through the bridge's own Source (its tuning and batching). Messages are read in
 place, at the offsets the project's compiled encoder uses (bench/_messages.c), and the
 command is written by the project's compiled RESP writer (kafka2sidekiq._encoder_c.resp),
-sent on one redis-py connection as the bridge's sink does. What is left is
-confluent-kafka making Message objects, one list of values, one copy into the command and
-Redis itself.
+sent on one redis-py connection as the bridge's sink does. Redis applies each batch while
+the next is read from Kafka; its answer is read just before the next is sent, as the
+bridge's workers do. What is left is confluent-kafka making Message objects, one list of
+values, one copy into the command and Redis itself.
 
     python -m bench.ceiling BOOTSTRAP TOPIC REDIS_URL BATCH_SIZE PROCESSES
 """
@@ -28,12 +29,16 @@ def copy(bootstrap: str, topic: str, redis_url: str, batch_size: int, mine: list
     source = common.tuned_source(bootstrap, topic, "ceiling", mine)
     connection = redis.Redis.from_url(redis_url).connection_pool.get_connection()
     sadd = resp([b"SADD", b"queues", b"default"])
+    waiting = 0  # replies not read yet: Redis applies one batch while the next is read
     while not stop:
-        batch = values(source.consume(batch_size, common.BATCH_WAIT_SECONDS), kind, value_at, error_at)
+        batch = values(source.consume(batch_size, 0 if waiting else common.BATCH_WAIT_SECONDS),
+                       kind, value_at, error_at)
+        for _ in range(waiting):
+            connection.read_response()
+        waiting = 0
         if batch:
             connection.send_packed_command([sadd, resp([b"LPUSH", b"queue:default", batch])])
-            connection.read_response()
-            connection.read_response()
+            waiting = 2
     source.close()
 
 

@@ -217,7 +217,7 @@ class HostMetrics:
         yield rejected
         yield _histogram("k2s_batch_size_messages", "Messages per batch applied to Redis", BATCH_BUCKETS,
                          total.get("batch_buckets", [0] * (len(BATCH_BUCKETS) + 1)), total.get("batch_sum", 0))
-        yield _histogram("k2s_redis_push_seconds", "Round trip of one batch's Redis transaction",
+        yield _histogram("k2s_redis_push_seconds", "One batch's Redis transaction, sent to answer read",
                          PUSH_BUCKETS, total.get("push_buckets", [0] * (len(PUSH_BUCKETS) + 1)),
                          total.get("push_sum", 0.0))
         yield CounterMetricFamily("k2s_redis_retries", "Redis calls of the workers that failed and were tried again",

@@ -109,6 +109,7 @@ class Sink:
         self._connection = None  # the pool's connection this sink keeps for its transactions
         self._following: list[int] = []  # the partitions the worker reads: watched after each batch
         self._watched: dict[int, bytes | None] | None = None  # read under the watch standing on _connection
+        self._sent: tuple[int, list[int]] | None = None  # send()'s transaction: replies to read, partitions followed
 
     @staticmethod
     def ledger_name(group: str, topic: str) -> str:
@@ -207,25 +208,55 @@ class Sink:
         raise RedisUnavailable(f"{WATCH_ATTEMPTS} transactions in a row aborted: another writer is moving "
                                f"the ledger of partition(s) {which} (a second worker on them?)")
 
+    def send(self, batch: Batch, ranges: list[Range]) -> bool:
+        """Send the transaction of ``batch`` and return without its answer, which answer()
+        reads: Redis applies it while the worker reads the next batch. Only when the fence
+        is read and watched already and says nothing is ahead; otherwise (False) nothing
+        is sent: push() it."""
+        watched = self._standing(batch, ranges)
+        if watched is None or any(v is not None and int(v) > r.first for r, v in zip(ranges, watched)):
+            return False
+        self._watched = None  # spent by the EXEC that relies on it
+        commands, following = self._transaction(batch, ranges)
+        try:
+            self._connection.send_packed_command(commands, check_health=False)
+        except Exception:
+            self._drop()
+            return False
+        self._sent = (len(commands), following)
+        return True
+
+    def answer(self) -> bool:
+        """The answer to the transaction send() sent: True when it went in. False when it
+        did not, or when the connection failed before the answer came (it may have gone
+        in): push() the batch again, and its fence tells what Redis has."""
+        if self._sent is None:  # the connection was dropped since
+            return False
+        (count, following), self._sent = self._sent, None
+        try:
+            replies = self._read(count)
+        except Exception:
+            self._drop()
+            return False
+        return self._applied(replies, following)
+
     def _push_once(self, batch: Batch, ranges: list[Range]) -> tuple[dict[int, int] | None, dict]:
         """push() once: (stale, the ledger values read); stale is None when another client
         moved a watched ledger key during the attempt."""
-        lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
         keys = [self._key_of(r.partition) for r in ranges]
-        unknown = self._unchecked([*keys, self._queues, self._schedule, *lists])
-        watched, self._watched = self._watched, None  # a watch is spent by the EXEC that relies on it
-        if watched is not None and not (self._connection is not None and self._connection.is_connected):
-            watched = None  # (the connection went, and its watch with it)
-        values = None
-        if watched is not None and not unknown and all(r.partition in watched for r in ranges):
-            values = [watched[r.partition] for r in ranges]  # read after the last EXEC, watched since
-        elif keys or unknown:  # (nothing to fence nor to check: straight to the transaction)
-            fence = [UNWATCH, *([resp([b"WATCH", keys])] if keys else []), *(resp([b"TYPE", k]) for k in unknown)]
-            if keys:
-                fence.append(resp([b"MGET", keys]))
-            replies = self._round_trip(fence)
-            self._check_types(unknown, replies[2 if keys else 1:][:len(unknown)])
-            values = replies[-1] if keys else None
+        values = self._standing(batch, ranges)
+        self._watched = None  # spent by the EXEC that relies on it, or let go below
+        if values is None:
+            lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
+            unknown = self._unchecked([*keys, self._queues, self._schedule, *lists])
+            if keys or unknown:  # (nothing to fence nor to check: straight to the transaction)
+                fence = [UNWATCH, *([resp([b"WATCH", keys])] if keys else []),
+                         *(resp([b"TYPE", k]) for k in unknown)]
+                if keys:
+                    fence.append(resp([b"MGET", keys]))
+                replies = self._round_trip(fence)
+                self._check_types(unknown, replies[2 if keys else 1:][:len(unknown)])
+                values = replies[-1] if keys else None
         read = {}
         if keys:
             read = {r.partition: v for r, v in zip(ranges, values)}
@@ -233,7 +264,30 @@ class Sink:
             if stale:
                 self._round_trip([UNWATCH])
                 return stale, read
+        commands, following = self._transaction(batch, ranges)
+        if not self._applied(self._round_trip(commands, check_health=False), following):
+            return None, read  # a ledger key moved since it was read: fence again
+        return {}, read
 
+    def _standing(self, batch: Batch, ranges: list[Range]) -> list | None:
+        """The ledger values of ``ranges`` read under the watch standing on the connection
+        (read after the last EXEC, watched since), or None: fence in a round trip first
+        (also when a key the batch writes is not type-checked yet)."""
+        watched = self._watched
+        if watched is None or not ranges or not (self._connection is not None and self._connection.is_connected):
+            return None  # (a connection that went took its watch with it)
+        if any(r.partition not in watched for r in ranges):
+            return None
+        lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
+        if self._unchecked([*(self._key_of(r.partition) for r in ranges), self._queues, self._schedule, *lists]):
+            return None
+        return [watched[r.partition] for r in ranges]
+
+    def _transaction(self, batch: Batch, ranges: list[Range]) -> tuple[list[bytes], list[int]]:
+        """The commands that apply ``batch`` and move the ledger, then read and watch the
+        ledger of the partitions followed, for the next batch's fence; and those partitions."""
+        lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
+        keys = [self._key_of(r.partition) for r in ranges]
         commands = [MULTI]
         if batch.queues:
             commands.append(resp([b"SADD", self._queues, [q.encode() for q in batch.queues]]))
@@ -246,36 +300,44 @@ class Sink:
         if keys:
             commands.append(resp([b"MSET", [x for key, r in zip(keys, ranges) for x in (key, b"%d" % r.next)]]))
         commands.append(EXEC)
-        following = self._following or [r.partition for r in ranges]
-        if keys:  # the next batch's fence, read and watched from here on
+        following = (self._following or [r.partition for r in ranges]) if keys else []
+        if following:  # the next batch's fence, read and watched from here on
             watch = [self._key_of(p) for p in following]
             commands += [resp([b"WATCH", watch]), resp([b"MGET", watch])]
-        replies = self._round_trip(commands, check_health=False)
-        if keys:
+        return commands, following
+
+    def _applied(self, replies: list, following: list[int]) -> bool:
+        """Whether the transaction's EXEC went in (False: a watched key moved); keeps the
+        ledger read after it as the next fence."""
+        if following:
             self._watched = dict(zip(following, replies[-1]))
             replies = replies[:-2]
         applied = replies[-1]
         if applied is None:
             self.conflicts += 1
-            return None, read  # a ledger key moved since it was read: fence again
+            return False
         for reply in applied:
             if isinstance(reply, redis.ResponseError):
                 raise reply
-        return {}, read
+        return True
 
     def _round_trip(self, commands: list[bytes], raise_error: bool = True, check_health: bool = True) -> list:
         """Send ``commands`` in one write and read a reply to each; the first error
         reply is raised once all are read, so the connection stays in step (or, with
         ``raise_error`` false, returned in its place). ``check_health`` false: not
         redis-py's idle check, which may reconnect, losing a watch the commands rely on."""
+        if self._sent is not None:
+            raise RuntimeError("the answer to the transaction sent is not read yet: answer() first")
         if self._connection is None:
             self._connection = self.client.connection_pool.get_connection()
-        conn = self._connection
-        conn.send_packed_command(commands, check_health=check_health)
+        self._connection.send_packed_command(commands, check_health=check_health)
+        return self._read(len(commands), raise_error)
+
+    def _read(self, count: int, raise_error: bool = True) -> list:
         replies, error = [], None
-        for _ in commands:
+        for _ in range(count):
             try:
-                replies.append(conn.read_response())
+                replies.append(self._connection.read_response())
             except redis.ResponseError as exc:
                 replies.append(exc)
                 error = error or exc
@@ -284,7 +346,7 @@ class Sink:
         return replies
 
     def _drop(self) -> None:
-        self._watched = None
+        self._watched = self._sent = None
         if self._connection is not None:
             self._connection.disconnect()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import redis
@@ -25,6 +26,7 @@ from confluent_kafka import KafkaError, KafkaException
 from . import channel, encoder, exits
 from .channel import Applied, Assign, Booted, Fatal, Offsets, Quiet, Stats
 from .config import Settings
+from .encoder_types import Batch
 from .limiter import Budget, Page
 from .metrics import SNAPSHOT_SECONDS, WorkerStats
 from .performed import Performed
@@ -81,6 +83,19 @@ class Reports:
             self.pushed.pop(p, None)
 
 
+@dataclass
+class Flight:
+    """A batch on its way into Redis, and what landing it reports."""
+    messages: list
+    start: int
+    end: int
+    batch: Batch
+    ranges: list[Range]
+    rejected: list[int]  # performed mode: the first encoding's rejects and errors
+    errors: int
+    started: float = 0.0
+
+
 class BootError(Exception):
     """The worker could not start: Redis or Kafka misconfigured (``transient`` False), or
     unreachable for now (``transient`` True: the supervisor tries again, without end)."""
@@ -121,6 +136,7 @@ class Worker:
         self._collected_at = 0.0
         self._held = False  # partitions paused for the limiter
         self.position: dict[int, int] = {}  # partition -> next offset to read
+        self.flight: Flight | None = None  # sent to Redis, its answer not read yet
         self._uncommitted: dict[int, int] = {}
         self._committed_at = time.monotonic()
         self.backoff = Backoff(settings.retry_max_seconds)
@@ -200,10 +216,12 @@ class Worker:
             self.beat()
             plan = next_plan()
             if plan is not None:
+                self.land()
                 self.applied(self.assign(plan))
             if self.performed and time.monotonic() - self._collected_at >= self.settings.commit_interval_ms / 1000:
                 self.collect_performed()
             if self.quiet():
+                self.land()
                 self._title("quiet")
                 time.sleep(wait)
                 continue
@@ -212,7 +230,9 @@ class Worker:
                 (self.source.pause if held else self.source.resume)()
                 self._held = held
                 self._title(self._state())
-            messages = self.source.consume(size, wait)
+            messages = self.source.consume(size, 0 if self.flight else wait)
+            if not messages:
+                self.land()  # nothing more has arrived: the answer now, then wait for the next
             stats.consumed += len(messages)
             start = 0
             while start < len(messages) and not self.should_stop():
@@ -223,6 +243,7 @@ class Worker:
                 log.info("pushed %d jobs (%.0f/s), %d rejected", pushed,
                          (pushed - logged_pushed) / (now - logged), sum(stats.rejected.values()))
                 logged, logged_pushed = now, pushed
+        self.land()
         self._title("stopping")
         if self.performed:
             self.collect_performed()  # the latest of what Sidekiq finished, for the last commit
@@ -240,27 +261,51 @@ class Worker:
             self._title(self._state())
 
     def deliver(self, messages: list, start: int = 0) -> int:
-        """Push the batch of ``messages`` from ``start`` that batch_max_bytes allows, and
-        return where the next one starts. Returns once Redis and the dead-letter topic
-        have all of it (or the worker was told to stop: then nothing is reported)."""
+        """Send the batch of ``messages`` from ``start`` that batch_max_bytes allows, and
+        return where the next one starts. Redis applies it while the caller reads the next
+        batch: land() reads its answer (and pushes it again if it did not go in), here
+        before the next is sent, or in the loop when nothing more has arrived. Rejects are
+        in the dead-letter topic before it is sent."""
         topic, max_bytes = self.settings.topic, self.settings.batch_max_bytes
         batch = self.encoder.encode_batch(topic, messages, time.time_ns() // 1_000_000, start, max_bytes)
-        end = batch.end
-        if self.performed:  # the first encoding's: a fenced retry re-encodes fewer messages
-            rejected, errors = [i for i, _ in batch.rejects], len(batch.errors)
+        # performed mode keeps the first encoding's: a fenced retry re-encodes fewer messages
+        flight = Flight(messages, start, batch.end, batch, [Range(p, first, after) for p, (first, after)
+                                                            in batch.offsets.items()],
+                        [i for i, _ in batch.rejects], len(batch.errors))
         for i in batch.errors:
             self._consumer_error(messages[i])
-        ranges = [Range(p, first, after) for p, (first, after) in batch.offsets.items()]
         if batch.rejects:
             rejects = [(messages[i], reason) for i, reason in batch.rejects]
             self._retry(lambda: self.dead.send(rejects), "send to the dead-letter topic")
-        while ranges:
-            started = time.perf_counter()
+        self.land()  # the one before: its answer holds this one's fence
+        if flight.ranges:
+            self.spent(batch.size)  # counted as it leaves: the limiter's next verdict knows of it
+            flight.started = time.perf_counter()
+            if self.sink.send(batch, flight.ranges):
+                self.flight = flight
+            else:
+                self._push(flight)
+        return flight.end
+
+    def land(self) -> None:
+        """Read the answer to the batch in flight, if any, and report it; push it again
+        when it did not go in (the fence then tells what Redis has of it)."""
+        flight, self.flight = self.flight, None
+        if flight is not None:
+            if self.sink.answer():
+                self._landed(flight)
+            else:
+                self._push(flight)
+
+    def _push(self, flight: Flight) -> None:
+        """Push ``flight`` and wait for Redis, retrying until it is in (or the worker is
+        told to stop: then nothing is reported)."""
+        while flight.ranges:
             try:
-                stale = self.sink.push(batch, ranges)
+                stale = self.sink.push(flight.batch, flight.ranges)
             except RedisUnavailable as exc:
                 if self.should_stop():
-                    return end
+                    return
                 self.stats.redis_retries += 1
                 self._title("retrying Redis")
                 self.beat()
@@ -271,24 +316,14 @@ class Worker:
                 self.backoff.sleep(self.should_stop)
                 continue
             if not stale:
-                self._recovered()
-                self.backoff.reset()
-                self.stats.batch(batch, time.perf_counter() - started)
-                self.spent(batch.size)
-                done = {r.partition: r.next for r in ranges}
-                self.position.update(done)
-                if self.performed:
-                    self.performed.pushed(messages, start, end, ranges, rejected, errors)
-                    self.on_pushed(done)
-                else:
-                    self.report(done)
-                return end
+                self._landed(flight)
+                return
             # Fencing: Redis already has some of these offsets (a zombie, or a retry after
             # an ambiguous failure). Keep only what it does not have, and send that (its
             # rejects are in the dead-letter topic already).
             log.warning("ledger is ahead for partition(s) %s: re-sending only what is missing",
                         ", ".join(f"{p}@{o}" for p, o in sorted(stale.items())))
-            for r in ranges:
+            for r in flight.ranges:
                 ahead = stale.get(r.partition, -1)
                 if ahead >= r.next:  # all of it is in already: read on from the ledger
                     self.position[r.partition] = ahead
@@ -296,12 +331,25 @@ class Worker:
                         self.performed.skipped(r.partition, ahead)
                     if ahead > r.next:
                         self.source.seek(r.partition, ahead)
-            missing = [m for m in messages[start:end]
+            missing = [m for m in flight.messages[flight.start:flight.end]
                        if m.error() is None and m.offset() >= stale.get(m.partition(), -1)]
-            ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
-                      for r in ranges if stale.get(r.partition, -1) < r.next]
-            batch = self.encoder.encode_batch(topic, missing, time.time_ns() // 1_000_000)
-        return end
+            flight.ranges = [Range(r.partition, max(r.first, stale.get(r.partition, -1)), r.next)
+                             for r in flight.ranges if stale.get(r.partition, -1) < r.next]
+            flight.batch = self.encoder.encode_batch(self.settings.topic, missing, time.time_ns() // 1_000_000)
+
+    def _landed(self, flight: Flight) -> None:
+        """``flight`` is in Redis: count it, move the positions, report the offsets."""
+        self._recovered()
+        self.backoff.reset()
+        self.stats.batch(flight.batch, time.perf_counter() - flight.started)
+        done = {r.partition: r.next for r in flight.ranges}
+        self.position.update(done)
+        if self.performed:
+            self.performed.pushed(flight.messages, flight.start, flight.end, flight.ranges, flight.rejected,
+                                  flight.errors)
+            self.on_pushed(done)
+        else:
+            self.report(done)
 
     # --- offsets -------------------------------------------------------------------------
 

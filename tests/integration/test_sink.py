@@ -214,3 +214,33 @@ def test_a_new_connection_has_no_watch_and_fences_again(redis_url):
     finally:
         a_client.close()
         other.close()
+
+
+def test_a_batch_sent_is_applied_while_the_next_is_read_and_fenced_like_any(redis_url):
+    """send() puts the transaction on its way; answer() reads it later. A zombie moving
+    the ledger between two sends aborts the second (its fence was read and watched after
+    the first EXEC), answer() says so, and push() then finds the ledger ahead."""
+    a_client, zombie = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
+    try:
+        a = Sink(a_client, ledger=LEDGER)
+        a.follow([0])
+        assert a.send(batch_of(10, "a"), [Range(0, 0, 10)]) is False  # no fence read yet: push() it
+        assert a.push(batch_of(10, "a"), [Range(0, 0, 10)]) == {}
+        assert a.send(batch_of(10, "a"), [Range(0, 10, 20)]) is True
+        assert a.answer() is True
+        assert zombie.llen("queue:a") == 20 and zombie.get(f"{LEDGER}:0") == b"20"
+        assert a.send(batch_of(10, "a"), [Range(0, 20, 30)]) is True
+        with pytest.raises(RuntimeError, match="answer"):
+            a.ledger([0])  # the connection's next reply is the transaction's: refused, and dropped
+        assert a.answer() is False  # unknown: push it again, the fence tells
+        assert a.push(batch_of(10, "a"), [Range(0, 20, 30)]) == {0: 30}  # it had gone in: not twice
+        assert a.push(batch_of(10, "a"), [Range(0, 30, 40)]) == {}
+        zombie.set(f"{LEDGER}:0", 45)
+        assert a.send(batch_of(10, "a"), [Range(0, 40, 50)]) is True
+        assert a.answer() is False and a.conflicts == 1
+        assert a.send(batch_of(10, "a"), [Range(0, 40, 50)]) is False  # the read after the abort: ahead
+        assert a.push(batch_of(10, "a"), [Range(0, 40, 50)]) == {0: 45}
+        assert zombie.llen("queue:a") == 40 and zombie.get(f"{LEDGER}:0") == b"45"
+    finally:
+        a_client.close()
+        zombie.close()

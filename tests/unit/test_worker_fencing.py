@@ -82,12 +82,29 @@ class FakeSink:
         self.conflicts = 0
         self.client = None  # performed mode reads Sidekiq's acknowledgements through it
         self.prefix = ""    # of a namespace
+        self.overlap = False
+        self.sent = []
 
     def ledger(self, partitions):
         return {p: self.ledger_of.get(p, 0) for p in partitions}
 
     def follow(self, partitions):
         self.following = partitions
+
+    def send(self, batch, ranges):
+        """Redis applies a batch sent while the worker reads the next (when ``overlap``):
+        it lands (or is fenced) when the worker reads the answer."""
+        if not self.overlap:
+            return False
+        self.sent.append((batch, ranges))
+        return True
+
+    def answer(self):
+        batch, ranges = self.sent.pop()
+        try:
+            return self.push(batch, ranges) == {}
+        except RedisUnavailable:
+            return False
 
     def push(self, batch, ranges):
         if self.failures:
@@ -227,3 +244,56 @@ def test_performed_mode_commits_what_sidekiq_finished(make_worker):
     worker.collect_performed()
     assert worker.reports == [{0: 2}, {0: 4}]
     assert worker.assign([]) == {0: 4} and worker.performed.windows == {}
+
+
+def test_redis_applies_a_batch_while_the_next_is_read_and_it_lands_in_order(make_worker):
+    """Overlapped: deliver() returns once the batch is sent; it is reported when its answer
+    is read, just before the next batch is sent (or when nothing more has arrived)."""
+    first, second = [message(0, o) for o in range(3)], [message(0, o) for o in range(3, 5)]
+    worker = make_worker(first + second)
+    worker.sink.overlap = True
+    worker.assign([0])
+    worker.deliver(first)
+    assert worker.reports == [] and worker.flight is not None
+    worker.deliver(second)
+    assert worker.reports == [{0: 3}] and worker.sink.jobs == [(0, 0), (0, 1), (0, 2)]
+    worker.land()
+    assert worker.reports == [{0: 3}, {0: 5}] and worker.position == {0: 5} and worker.flight is None
+
+
+def test_a_batch_fenced_in_flight_is_sent_again_only_where_redis_lacks_it(make_worker):
+    """Another writer moved partition 0 to offset 3 while the batch was on its way: its
+    answer says it did not go in, and only what Redis lacks is pushed."""
+    messages = [message(p, o) for o in range(5) for p in (0, 1)]
+    worker = make_worker(messages)
+    worker.sink.overlap = True
+    worker.assign([0, 1])
+    worker.deliver(messages)
+    worker.sink.ahead = {0: 3}
+    worker.land()
+    assert sorted(worker.sink.jobs) == sorted([(0, 3), (0, 4)] + [(1, o) for o in range(5)])
+    assert worker.reports == [{0: 5, 1: 5}]
+
+
+def test_a_batch_whose_answer_was_lost_is_pushed_again(make_worker):
+    messages = [message(0, o) for o in range(3)]
+    worker = make_worker(messages)
+    worker.sink.overlap = True
+    worker.assign([0])
+    worker.deliver(messages)
+    worker.sink.failures = 2  # the connection failed before the answer, then twice more
+    worker.land()
+    assert worker.sink.jobs == [(0, 0), (0, 1), (0, 2)] and worker.reports == [{0: 3}]
+
+
+def test_the_batch_in_flight_lands_before_a_new_plan_and_before_stopping(make_worker):
+    messages = [message(0, o) for o in range(3)] + [message(1, 0)]
+    worker = make_worker(messages)
+    worker.sink.overlap = True
+    worker.source.consume = lambda count, wait, taken=[]: [] if taken else taken.append(1) or messages
+    plans, applied = [None, [1], None], []
+    worker.applied = applied.append
+    worker.should_stop = lambda: not plans
+    worker.run([0, 1], next_plan=lambda: plans.pop(0))
+    assert applied == [{}, {0: 3}]  # partition 0 released where Redis has it: the batch had landed
+    assert worker.reports == [{0: 3, 1: 1}] and worker.flight is None
