@@ -212,7 +212,7 @@ class Sink:
         """Send the transaction of ``batch`` and return without its answer, which answer()
         reads: Redis applies it while the worker reads the next batch. Only when the fence
         is read and watched already and says nothing is ahead; otherwise (False) nothing
-        is sent: push() it."""
+        is sent: push() it. Raises RedisUnavailable when the connection failed (dropped)."""
         watched = self._standing(batch, ranges)
         if watched is None or any(v is not None and int(v) > r.first for r, v in zip(ranges, watched)):
             return False
@@ -220,25 +220,35 @@ class Sink:
         commands, following = self._transaction(batch, ranges)
         try:
             self._connection.send_packed_command(commands, check_health=False)
-        except Exception:
+        except Exception as exc:
             self._drop()
-            return False
+            raise self._fault(exc) from exc
         self._sent = (len(commands), following)
         return True
 
     def answer(self) -> bool:
-        """The answer to the transaction send() sent: True when it went in. False when it
-        did not, or when the connection failed before the answer came (it may have gone
-        in): push() the batch again, and its fence tells what Redis has."""
-        if self._sent is None:  # the connection was dropped since
-            return False
+        """The answer to the transaction send() sent: True when it went in, False when it
+        did not (a watched ledger key moved, or Redis refused it). Raises RedisUnavailable
+        when the connection failed before the answer came: it may have gone in. Either
+        way, push() the batch again: its fence tells what Redis has."""
+        if self._sent is None:
+            raise RedisUnavailable("the connection was dropped before the answer was read")
         (count, following), self._sent = self._sent, None
         try:
             replies = self._read(count)
-        except Exception:
+        except Exception as exc:
             self._drop()
-            return False
+            if isinstance(exc, redis.ResponseError):
+                return False  # (push() meets it again, and says what it is)
+            raise self._fault(exc) from exc
         return self._applied(replies, following)
+
+    @staticmethod
+    def _fault(exc: Exception) -> Exception:
+        """A connection's failure as RedisUnavailable; anything else as it is."""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+            return RedisUnavailable(f"{type(exc).__name__}: {exc}")
+        return exc
 
     def _push_once(self, batch: Batch, ranges: list[Range]) -> tuple[dict[int, int] | None, dict]:
         """push() once: (stale, the ledger values read); stale is None when another client

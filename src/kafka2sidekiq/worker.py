@@ -281,7 +281,11 @@ class Worker:
         if flight.ranges:
             self.spent(batch.size)  # counted as it leaves: the limiter's next verdict knows of it
             flight.started = time.perf_counter()
-            if self.sink.send(batch, flight.ranges):
+            try:
+                sent = self.sink.send(batch, flight.ranges)
+            except RedisUnavailable as exc:
+                sent = self._fault(exc)
+            if sent:
                 self.flight = flight
             else:
                 self._push(flight)
@@ -291,11 +295,22 @@ class Worker:
         """Read the answer to the batch in flight, if any, and report it; push it again
         when it did not go in (the fence then tells what Redis has of it)."""
         flight, self.flight = self.flight, None
-        if flight is not None:
+        if flight is None:
+            return
+        try:
             if self.sink.answer():
                 self._landed(flight)
-            else:
-                self._push(flight)
+                return
+        except RedisUnavailable as exc:
+            self._fault(exc)
+        self._push(flight)
+
+    def _fault(self, exc: RedisUnavailable) -> bool:
+        """A batch sent without waiting met a Redis fault: counted and said; it is pushed
+        again at once (push() backs off if the fault lasts)."""
+        self.stats.redis_retries += 1
+        log.warning("Redis push failed, pushing the same batch again: %s", exc)
+        return False
 
     def _push(self, flight: Flight) -> None:
         """Push ``flight`` and wait for Redis, retrying until it is in (or the worker is

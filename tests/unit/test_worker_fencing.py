@@ -101,10 +101,7 @@ class FakeSink:
 
     def answer(self):
         batch, ranges = self.sent.pop()
-        try:
-            return self.push(batch, ranges) == {}
-        except RedisUnavailable:
-            return False
+        return self.push(batch, ranges) == {}  # (RedisUnavailable: the answer was lost)
 
     def push(self, batch, ranges):
         if self.failures:
@@ -281,9 +278,10 @@ def test_a_batch_whose_answer_was_lost_is_pushed_again(make_worker):
     worker.sink.overlap = True
     worker.assign([0])
     worker.deliver(messages)
-    worker.sink.failures = 2  # the connection failed before the answer, then twice more
+    worker.sink.failures = 2  # the connection failed before the answer, then once more
     worker.land()
     assert worker.sink.jobs == [(0, 0), (0, 1), (0, 2)] and worker.reports == [{0: 3}]
+    assert worker.stats.redis_retries == 2
 
 
 def test_the_batch_in_flight_lands_before_a_new_plan_and_before_stopping(make_worker):
