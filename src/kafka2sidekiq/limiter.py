@@ -124,7 +124,9 @@ class Limiter:
         self.high: int | None = 0
         self.low: int | None = 0
         self.pauses = 0
-        page.publish(False)
+        # no verdict is published before the first poll: the page reads as an old one, so
+        # workers that get their partitions first wait for it instead of pushing into a
+        # Redis that may be over a mark already
 
     def connect(self) -> None:
         """In the supervisor, after the first fork: warn about a policy that loses jobs."""

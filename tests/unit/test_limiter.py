@@ -96,6 +96,16 @@ def test_resume_waits_a_random_moment():
     assert min(delays) < 0.45 and max(delays) > 1.0 and len({round(d, 1) for d in delays}) >= 5  # spread over it
 
 
+def test_workers_wait_for_the_first_poll():
+    """A worker can get its partitions before the supervisor first polls Redis (~10 ms
+    apart on an idle machine): with no verdict yet, it must not push."""
+    from kafka2sidekiq.limiter import Budget
+    lim, page = limiter()
+    assert page.paused(60) and Budget(page, stale_seconds=60).exhausted()
+    step(lim, 100, now=1.0)
+    assert not page.paused(60) and not Budget(page, stale_seconds=60).exhausted()
+
+
 def test_a_stale_verdict_means_pause():
     page = Page()
     page.publish(False)
