@@ -4,8 +4,8 @@ topic in a process of its own, and three views of its CPU are taken:
 
 - by call: CPU time of the worker's thread in Source.consume (confluent-kafka making
   Message objects, librdkafka handing them over), Encoder.encode_batch (the compiled
-  encoder) and Sink.push (the RESP writer, the socket, hiredis reading replies), and
-  the rest of the loop;
+  encoder) and Sink.send, answer and push (the RESP writer, the socket, hiredis reading
+  replies), and the rest of the loop;
 - by thread: the worker's thread against librdkafka's own (fetching, decompressing);
 - by code, when perf can sample this machine: perf record (software clock, no hardware
   counters needed) of the whole process, split by shared object and symbol.
@@ -92,7 +92,8 @@ def worker(bootstrap: str, topic: str, redis_url: str, jobs: str) -> None:
     spent: Counter = Counter()
     source = _Timed(Source(settings), spent, consume="consume")
     sink = _Timed(Sink(connect(settings.redis_url), settings.redis_namespace,
-                       Sink.ledger_name(settings.group_id, settings.topic)), spent, push="push")
+                       Sink.ledger_name(settings.group_id, settings.topic)), spent,
+                  send="push", answer="push", push="push")
     deadline = [time.monotonic() + 600]
     w = Worker(settings, source=source, sink=sink,
                should_stop=lambda: sum(w.stats.pushed.values()) >= jobs or time.monotonic() > deadline[0])
@@ -119,7 +120,7 @@ def worker(bootstrap: str, topic: str, redis_url: str, jobs: str) -> None:
                **{k: v / pushed * 1e6 for k, v in by_thread.items()}}
     calls = {"Source.consume (confluent-kafka Messages)": spent["consume"],
              "Encoder.encode_batch (compiled encoder)": spent["encode"],
-             "Sink.push (RESP writer, socket, replies)": spent["push"]}
+             "Sink.send, answer and push (RESP writer, socket, replies)": spent["push"]}
     calls["the rest of the loop (freeing each batch's Messages among it)"] = main_ns - sum(calls.values())
     print(json.dumps({"jobs": pushed, "seconds": round(wall, 3), "jobs_per_second": round(pushed / wall),
                       "us_per_job_by_thread": {k: round(v, 3) for k, v in per_job.items()},
