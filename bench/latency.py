@@ -173,8 +173,11 @@ class BridgeSink:
         self.client.flushdb()
         port = _free_port()
         bridge = e2e.ours(bootstrap, topic, e2e.db_url(redis_url, 6), workers, http=f"127.0.0.1:{port}")
-        self.proc = subprocess.Popen(bridge.argv, env=bridge.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, cwd=e2e.REPO)
+        log = e2e.REPO / "build" / "bench-latency-bridge.log"  # kept: what the bridge said, if a pass stalls
+        log.parent.mkdir(exist_ok=True)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(bridge.argv, env=bridge.env, stdout=subprocess.DEVNULL, stderr=out,
+                                         cwd=e2e.REPO)
         from . import compiled
 
         # created_at is the Kafka timestamp (when the producer called produce()), enqueued_at
