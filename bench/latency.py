@@ -410,7 +410,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--idle-only", type=int, metavar="ROUNDS", help="only the idle test, this many rounds")
     args = parser.parse_args(argv)
     bootstrap, redis_url = e2e.services()
-    plan = (3.0, 1, 1) if args.quick else (6.0, 2, 3)
+    plan = (3.0, 1, 1) if args.quick else (6.0, 3, 3)
     if args.idle_only:
         plan = (0.0, 0, args.idle_only)
     lat = run(bootstrap, redis_url, args.workers, args.max, *plan)

@@ -44,7 +44,7 @@ DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
 # ~50 k/s 2 M jobs would take 40 s a run: it pushes PUSH_BULK_JOBS.
 PUSH_BULK_JOBS = 400_000
 FULL = {"jobs": 2_000_000, "sweep_jobs": 1_000_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
-        "latency": {"seconds": 6.0, "rounds": 2, "idle_rounds": 3}}
+        "latency": {"seconds": 6.0, "rounds": 3, "idle_rounds": 3}}
 QUICK = {"jobs": 200_000, "sweep_jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100],
          "latency": {"seconds": 3.0, "rounds": 1, "idle_rounds": 1}}
 CPU_TARGET_US = 0.5  # bridge CPU per job
