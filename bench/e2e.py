@@ -209,7 +209,8 @@ def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float =
                 peak = max(peak, int(client.info("memory")["used_memory"]))
                 for p in _tree(root):
                     try:
-                        rss[p.pid] = max(rss.get(p.pid, 0), p.memory_info().rss)
+                        if used := p.memory_info().rss:  # (0: a zombie, e.g. the bridge's preflight probe)
+                            rss[p.pid] = max(rss.get(p.pid, 0), used)
                     except psutil.Error:
                         pass
             time.sleep(0.002)
