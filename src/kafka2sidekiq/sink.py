@@ -134,11 +134,11 @@ class Sink:
             return {}
         keys = [self._key_of(p) for p in partitions]
         fields = [b"%d" % p for p in partitions]
+        self._watched = None  # its round trips begin with UNWATCH
         try:
             watch = False  # the common case, nothing left to migrate: one round trip, no WATCH
             for _ in range(WATCH_ATTEMPTS):
                 unknown = self._unchecked(keys + [self._hash])
-                self._watched = None
                 commands = [UNWATCH, resp([b"WATCH", self._hash, keys])] if watch else [UNWATCH]
                 commands += [*(resp([b"TYPE", key]) for key in unknown),
                              resp([b"HMGET", self._hash, fields]), resp([b"MGET", keys])]
@@ -193,9 +193,9 @@ class Sink:
                 stale, read = self._push_once(batch, ranges)
             except BaseException as exc:
                 self._drop()  # whatever it was in the middle of (WATCH, MULTI) ends with it
-                if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                    raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
-                if isinstance(exc, redis.ResponseError) and (unavailable := self._unavailable(exc)):
+                unavailable = self._unavailable(exc) if isinstance(exc, redis.ResponseError) else \
+                    self._unreachable(exc)
+                if unavailable:
                     raise unavailable from exc
                 raise
             if stale is not None:
@@ -213,16 +213,19 @@ class Sink:
         reads: Redis applies it while the worker reads the next batch. Only when the fence
         is read and watched already and says nothing is ahead; otherwise (False) nothing
         is sent: push() it. Raises RedisUnavailable when the connection failed (dropped)."""
-        watched = self._standing(batch, ranges)
-        if watched is None or any(v is not None and int(v) > r.first for r, v in zip(ranges, watched)):
+        keys, lists = self._keys(batch, ranges)
+        watched = self._standing(ranges, keys, lists)
+        if watched is None or self._stale(ranges, watched):
             return False
         self._watched = None  # spent by the EXEC that relies on it
-        commands, following = self._transaction(batch, ranges)
+        commands, following = self._transaction(batch, ranges, keys, lists)
         try:
             self._connection.send_packed_command(commands, check_health=False)
         except Exception as exc:
             self._drop()
-            raise self._fault(exc) from exc
+            if unavailable := self._unreachable(exc):
+                raise unavailable from exc
+            raise
         self._sent = (len(commands), following)
         return True
 
@@ -240,24 +243,25 @@ class Sink:
             self._drop()
             if isinstance(exc, redis.ResponseError):
                 return False  # (push() meets it again, and says what it is)
-            raise self._fault(exc) from exc
+            if unavailable := self._unreachable(exc):
+                raise unavailable from exc
+            raise
         return self._applied(replies, following)
 
     @staticmethod
-    def _fault(exc: Exception) -> Exception:
-        """A connection's failure as RedisUnavailable; anything else as it is."""
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+    def _unreachable(exc: BaseException) -> RedisUnavailable | None:
+        """A connection's failure as RedisUnavailable, or None: ``exc`` is not one."""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
             return RedisUnavailable(f"{type(exc).__name__}: {exc}")
-        return exc
+        return None
 
     def _push_once(self, batch: Batch, ranges: list[Range]) -> tuple[dict[int, int] | None, dict]:
         """push() once: (stale, the ledger values read); stale is None when another client
         moved a watched ledger key during the attempt."""
-        keys = [self._key_of(r.partition) for r in ranges]
-        values = self._standing(batch, ranges)
+        keys, lists = self._keys(batch, ranges)
+        values = self._standing(ranges, keys, lists)
         self._watched = None  # spent by the EXEC that relies on it, or let go below
         if values is None:
-            lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
             unknown = self._unchecked([*keys, self._queues, self._schedule, *lists])
             if keys or unknown:  # (nothing to fence nor to check: straight to the transaction)
                 fence = [UNWATCH, *([resp([b"WATCH", keys])] if keys else []),
@@ -270,16 +274,20 @@ class Sink:
         read = {}
         if keys:
             read = {r.partition: v for r, v in zip(ranges, values)}
-            stale = {r.partition: int(v) for r, v in zip(ranges, values) if v is not None and int(v) > r.first}
-            if stale:
+            if stale := self._stale(ranges, values):
                 self._round_trip([UNWATCH])
                 return stale, read
-        commands, following = self._transaction(batch, ranges)
+        commands, following = self._transaction(batch, ranges, keys, lists)
         if not self._applied(self._round_trip(commands, check_health=False), following):
             return None, read  # a ledger key moved since it was read: fence again
         return {}, read
 
-    def _standing(self, batch: Batch, ranges: list[Range]) -> list | None:
+    def _keys(self, batch: Batch, ranges: list[Range]) -> tuple[list[bytes], list[bytes]]:
+        """The ledger keys of ``ranges`` and the list keys of the batch's queues."""
+        return ([self._key_of(r.partition) for r in ranges],
+                [self._lists.get(q) or self._list_key(q) for q in batch.queues])
+
+    def _standing(self, ranges: list[Range], keys: list[bytes], lists: list[bytes]) -> list | None:
         """The ledger values of ``ranges`` read under the watch standing on the connection
         (read after the last EXEC, watched since), or None: fence in a round trip first
         (also when a key the batch writes is not type-checked yet)."""
@@ -288,16 +296,19 @@ class Sink:
             return None  # (a connection that went took its watch with it)
         if any(r.partition not in watched for r in ranges):
             return None
-        lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
-        if self._unchecked([*(self._key_of(r.partition) for r in ranges), self._queues, self._schedule, *lists]):
+        if self._unchecked([*keys, self._queues, self._schedule, *lists]):
             return None
         return [watched[r.partition] for r in ranges]
 
-    def _transaction(self, batch: Batch, ranges: list[Range]) -> tuple[list[bytes], list[int]]:
+    @staticmethod
+    def _stale(ranges: list[Range], values: list) -> dict[int, int]:
+        """{partition: ledger offset} where the ledger is past the range's first offset."""
+        return {r.partition: int(v) for r, v in zip(ranges, values) if v is not None and int(v) > r.first}
+
+    def _transaction(self, batch: Batch, ranges: list[Range], keys: list[bytes],
+                     lists: list[bytes]) -> tuple[list[bytes], list[int]]:
         """The commands that apply ``batch`` and move the ledger, then read and watch the
         ledger of the partitions followed, for the next batch's fence; and those partitions."""
-        lists = [self._lists.get(q) or self._list_key(q) for q in batch.queues]
-        keys = [self._key_of(r.partition) for r in ranges]
         commands = [MULTI]
         if batch.queues:
             commands.append(resp([b"SADD", self._queues, [q.encode() for q in batch.queues]]))

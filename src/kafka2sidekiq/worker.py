@@ -284,7 +284,8 @@ class Worker:
             try:
                 sent = self.sink.send(batch, flight.ranges)
             except RedisUnavailable as exc:
-                sent = self._fault(exc)
+                self._fault(exc)
+                sent = False
             if sent:
                 self.flight = flight
             else:
@@ -305,12 +306,11 @@ class Worker:
             self._fault(exc)
         self._push(flight)
 
-    def _fault(self, exc: RedisUnavailable) -> bool:
+    def _fault(self, exc: RedisUnavailable) -> None:
         """A batch sent without waiting met a Redis fault: counted and said; it is pushed
         again at once (push() backs off if the fault lasts)."""
         self.stats.redis_retries += 1
         log.warning("Redis push failed, pushing the same batch again: %s", exc)
-        return False
 
     def _push(self, flight: Flight) -> None:
         """Push ``flight`` and wait for Redis, retrying until it is in (or the worker is
@@ -465,7 +465,7 @@ def main(settings: Settings, sock, beat: Callable[[], None], should_stop: Callab
         channel.send(sock, Applied(generation, released))
 
     reports = Reports(lambda message: channel.send(sock, message))
-    worker = Worker(settings, should_stop=should_stop, report=lambda done: reports.add(done), beat=beat)
+    worker = Worker(settings, should_stop=should_stop, report=reports.add, beat=beat)
     worker.quiet = lambda: quiet
     worker.waiting = send_stats_when_due
     if title:
