@@ -80,7 +80,7 @@ class Contender:
     name: str
     argv: list[str]
     env: dict = field(default_factory=lambda: dict(os.environ))
-    jobs: int = 0  # drain this many instead of the run's (0: the run's)
+    jobs: int = 0  # it makes only this many (0: as many as it is given to drain)
 
 
 def ours(bootstrap: str, topic: str, url: str, workers: int, batch_size: int = 1000,
@@ -179,7 +179,6 @@ def drain(contender: Contender, client: redis.Redis, jobs: int, timeout: float =
     """Start the contender, wait for ``jobs`` in ``key``, stop it. Timed and costed from
     the first job in Redis to the last, so start-up and the first fetch are left out."""
     log = tempfile.TemporaryFile()  # a pipe nobody reads would block a chatty contender
-    jobs = contender.jobs or jobs
     client.config_resetstat()  # command stats from zero: EXEC time is this contender's
     proc = subprocess.Popen(contender.argv, env=contender.env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     root = psutil.Process(proc.pid)

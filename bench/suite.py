@@ -8,7 +8,8 @@ same Kafka, same Redis, interleaved runs.
    straightforward Python bridge, the Python raw copy and the strict ceiling (the
    project's compiled reader and RESP writer, nothing else); Sidekiq's push_bulk in Ruby;
    with the cost of each: CPU seconds per million jobs (the contender's, and Redis's own),
-   largest RSS per process, Redis peak memory. Every Kafka contender reads with the bridge's own librdkafka tuning;
+   largest RSS per process, Redis peak memory. Every Kafka contender reads with the
+   bridge's own librdkafka tuning;
 2. sweep: the same against K2S_BATCH_SIZE (baselines at the same batch size) and
    K2S_BATCH_WAIT_MS, to show where the shipped defaults sit;
 3. latency: produce -> in Redis against Kafka's own floor (produce -> consumed, same
@@ -43,7 +44,8 @@ DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS = 1000, 20
 # weighed in the figures. Sidekiq's push_bulk keeps its pace from the first job, and at
 # ~50 k/s 2 M jobs would take 40 s a run: it pushes PUSH_BULK_JOBS.
 PUSH_BULK_JOBS = 400_000
-FULL = {"jobs": 2_000_000, "sweep_jobs": 1_000_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000], "waits": [5, 20, 100],
+FULL = {"jobs": 2_000_000, "sweep_jobs": 1_000_000, "runs": 3, "sizes": [100, 300, 1000, 3000, 10000],
+        "waits": [5, 20, 100],
         "latency": {"seconds": 6.0, "rounds": 3, "idle_rounds": 3}}
 QUICK = {"jobs": 200_000, "sweep_jobs": 100_000, "runs": 1, "sizes": [100, 1000, 5000], "waits": [5, 20, 100],
          "latency": {"seconds": 3.0, "rounds": 1, "idle_rounds": 1}}
